@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint bench screenshots clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(STAMP)
+
+## run: set up and run the main job on feeds.yaml (refresh + a one-off digest)
+run: $(STAMP)
+	$(BIN)/aggregator validate
+	$(BIN)/aggregator refresh
+	$(BIN)/aggregator digest --out out/digest
+	@echo
+	@echo "Outputs: out/feed.atom, out/topics/*.atom, out/digest/digest.{html,txt,eml}"
+
+## test: set up (with test extras) and run the whole test suite
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check aggregator tests bench
+	$(BIN)/ruff format --check aggregator tests bench
+	$(BIN)/mypy aggregator
+
+clean:
+	rm -rf out .aggregator .pytest_cache

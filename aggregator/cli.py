@@ -1,0 +1,238 @@
+"""The command line: a thin click layer over the pipeline.
+
+Every AggregatorError becomes one message on stderr and its exit code (2 for config errors).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+
+from . import __version__
+from .config import Config, load_config
+from .errors import AggregatorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AggregatorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Ctx:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    default="feeds.yaml",
+    show_default=True,
+    envvar="AGGREGATOR_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Path to feeds.yaml (env AGGREGATOR_CONFIG).",
+)
+@click.version_option(__version__, prog_name="aggregator")
+@click.pass_context
+def main(ctx: click.Context, config_path: str) -> None:
+    """Merge rare-earth and university–industry news feeds and local article pages into one
+    deduplicated Atom feed and weekly email digests."""
+    ctx.obj = Ctx(config_path)
+
+
+@main.command()
+@pass_ctx
+@handle_errors
+def validate(ctx: Ctx) -> None:
+    """Check feeds.yaml and report problems without running anything."""
+    config = ctx.config
+    local = sum(1 for s in config.sources if not s.is_remote)
+    click.echo(
+        f"{ctx.config_path}: OK — {len(config.sources)} sources ({local} local, {len(config.sources) - local} remote), "
+        f"{len(config.topics)} topics, {len(config.digests)} digests"
+    )
+
+
+@main.command()
+@pass_ctx
+@handle_errors
+def refresh(ctx: Ctx) -> None:
+    """Read every source, normalise, deduplicate, store, and write the Atom feeds."""
+    from .pipeline import make_deps
+    from .pipeline import refresh as run_refresh
+
+    config = ctx.config
+    deps = make_deps(config)
+    try:
+        report = run_refresh(config, deps)
+    finally:
+        deps.close()
+    width = max((len(r.source) for r in report.results), default=6)
+    click.echo(f"{'source':<{width}}  {'new':>4} {'upd':>4} {'same':>4}  status")
+    for r in report.results:
+        if r.failed:
+            status = click.style(f"FAILED: {r.error}", fg="red")
+        elif r.not_modified:
+            status = "not modified (304)"
+        else:
+            status = "ok"
+        click.echo(f"{r.source:<{width}}  {r.new:>4} {r.updated:>4} {r.unchanged:>4}  {status}")
+        for w in r.warnings:
+            click.echo(f"{'':<{width}}  warning: {w}")
+        for s in r.skipped if not r.failed else r.skipped[1:]:
+            click.echo(f"{'':<{width}}  skipped: {s}")
+    click.echo("outputs:")
+    for p in report.outputs:
+        click.echo(f"  {p}")
+    if report.failed:
+        click.echo(
+            f"{len(report.failed)} of {len(report.results)} sources failed; the others were processed.", err=True
+        )
+
+
+def _parse_when(value: str | None, tz: ZoneInfo, *, end: bool = False) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from exc
+    if len(value) <= 10 and end:
+        dt = datetime.combine(dt.date(), time.max)  # --until 2026-11-20 includes that whole day
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt.astimezone(UTC)
+
+
+@main.command()
+@click.option("--since", help="Start of the window (first-seen time), YYYY-MM-DD[THH:MM]; default 7 days ago.")
+@click.option("--until", help="End of the window (exclusive), default now.")
+@click.option("--topic", "topics", multiple=True, help="Only these topic keys (repeatable). Default: all.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for digest.html, digest.txt, digest.eml.",
+)
+@click.option(
+    "--max-per-topic",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="At most this many stories per topic.",
+)
+@click.option(
+    "--to", "recipient", default="reader@localhost", show_default=True, help="Recipient written into digest.eml."
+)
+@pass_ctx
+@handle_errors
+def digest(
+    ctx: Ctx,
+    since: str | None,
+    until: str | None,
+    topics: tuple[str, ...],
+    out_dir: str,
+    max_per_topic: int,
+    recipient: str,
+) -> None:
+    """Write a one-off digest of stories first seen in a window (default: the last 7 days)."""
+    from .deliver import build_message, domain_of, message_id
+    from .pipeline import default_window, make_deps, make_digest, write_digest_files
+
+    config = ctx.config
+    unknown = [t for t in topics if t not in config.topics]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown topic(s): {', '.join(unknown)}; known: {', '.join(sorted(config.topics))}", param_hint="--topic"
+        )
+    tz = ZoneInfo(config.timezone)
+    deps = make_deps(config)
+    try:
+        now = deps.clock()
+        start, end = default_window(now)
+        start = _parse_when(since, tz) or start
+        end = _parse_when(until, tz, end=True) or end
+        result = make_digest(config, deps, start=start, end=end, topics=topics, max_per_topic=max_per_topic)
+    finally:
+        deps.close()
+    sender = config.smtp.sender
+    msg = build_message(
+        result,
+        sender=sender,
+        recipient=recipient,
+        msg_id=message_id("one-off", start, recipient, domain_of(sender)),
+        date=now,
+    )
+    paths = write_digest_files(result, Path(out_dir), msg.as_bytes())
+    click.echo(f"{result.item_count} stories, {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
+    for p in paths:
+        click.echo(f"  {p}")
+
+
+@main.command()
+@click.argument("entry_id")
+@pass_ctx
+@handle_errors
+def show(ctx: Ctx, entry_id: str) -> None:
+    """Print what was extracted for an entry (id or unique id prefix), with date provenance."""
+    from .store import SQLiteStore
+
+    config = ctx.config
+    store = SQLiteStore(config.database_path)
+    try:
+        matches = store.find_entries(entry_id)
+    finally:
+        store.close()
+    if len(matches) != 1:
+        raise AggregatorError(
+            f"{len(matches)} entries match id {entry_id!r}" + ("; give more characters" if matches else "")
+        )
+    e = matches[0]
+    click.echo(f"id:         {e.id}")
+    click.echo(f"source:     {e.source} ({e.location})")
+    click.echo(f"title:      {e.title}")
+    click.echo(
+        f"published:  {e.published.isoformat() if e.published else 'unknown'} [precision: {e.date_precision.value}]"
+    )
+    click.echo(f"date from:  {e.date_provenance or '-'}")
+    click.echo(f"site:       {e.site_name or '-'} ({e.site_domain or '-'})")
+    click.echo(f"authors:    {'; '.join(e.authors) or '-'}")
+    click.echo(f"language:   {e.language or '-'}")
+    click.echo(f"topics:     {', '.join(e.topics) or '-'}")
+    click.echo(f"link:       {e.link or '-'}")
+    click.echo(f"first seen: {e.first_seen.isoformat() if e.first_seen else '-'}")
+    click.echo("")
+    click.echo(e.content_text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

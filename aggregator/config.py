@@ -1,0 +1,361 @@
+"""Load and validate feeds.yaml once, at the edge, into typed objects.
+
+Every error names the file, the line and the key path, so a user can fix it without guessing.
+Nothing downstream reads raw dicts.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_tz(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from exc
+    return value
+
+
+class SourceConfig(_Model):
+    """One entry of `sources:`: a remote feed (`url`) or local files (`path`, a file or glob)."""
+
+    name: str = Field(min_length=1)
+    url: str | None = None
+    path: str | None = None
+    timezone: str | None = None  # overrides the top-level timezone for dates found in pages
+    site_name: str | None = None  # override for pages that do not show their site
+    boilerplate: tuple[str, ...] = ()  # extra regexes; a matching line is dropped
+    enabled: bool = True
+    min_interval_minutes: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceConfig:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("a source needs exactly one of 'url' (remote feed) or 'path' (local files)")
+        if self.url is not None and not re.match(r"^https?://", self.url, re.I):
+            raise ValueError(f"url must be http:// or https://, got {self.url!r}")
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_tz(v)
+
+    @field_validator("boilerplate")
+    @classmethod
+    def _regexes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
+        return v
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url is not None
+
+
+class TopicRule(_Model):
+    """Weighted terms for one topic. Chinese terms match without word boundaries."""
+
+    title: str
+    terms: dict[str, float] = Field(default_factory=dict)
+    regexes: dict[str, float] = Field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+    title_weight: float = Field(default=2.0, ge=0)
+    min_score: float = Field(default=3.0, gt=0)
+
+    @field_validator("regexes")
+    @classmethod
+    def _regexes(cls, v: dict[str, float]) -> dict[str, float]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
+        return v
+
+
+class CronSchedule(_Model):
+    """APScheduler 3 cron fields. Weekdays by name (mon..sun): never crontab numbers."""
+
+    day_of_week: str = "mon"
+    hour: int = Field(default=8, ge=0, le=23)
+    minute: int = Field(default=0, ge=0, le=59)
+    timezone: str | None = None
+
+    @field_validator("day_of_week")
+    @classmethod
+    def _dow(cls, v: str) -> str:
+        names = {"mon", "tue", "wed", "thu", "fri", "sat", "sun", "*"}
+        for part in re.split(r"[,-]", v.lower()):
+            if part.strip() not in names:
+                raise ValueError(f"day_of_week {v!r}: use weekday names (mon,tue,...,sun), not numbers")
+        return v.lower()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_tz(v)
+
+
+class DigestConfig(_Model):
+    """One subscription: who gets which topics, when, and how."""
+
+    name: str
+    recipients: tuple[str, ...] = Field(min_length=1)
+    topics: tuple[str, ...] = ()  # empty: every topic
+    schedule: CronSchedule = Field(default_factory=CronSchedule)
+    max_items_per_topic: int = Field(default=20, ge=1)
+    subject: str = "{title}: {count} new stories, {start} – {end}"
+    delivery: Literal["file", "smtp"] = "file"
+    outbox: str = "out/outbox"
+    unsubscribe_url: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _KEY_RE.match(v):
+            raise ValueError(f"digest name {v!r}: use lowercase letters, digits, '-' or '_'")
+        return v
+
+
+class SmtpConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username_env: str | None = None  # names of environment variables, never the secrets
+    password_env: str | None = None
+    sender: str = "aggregator@localhost"
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class FetchConfig(_Model):
+    concurrency: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=64)
+    timeout: float = Field(default=30.0, gt=0)  # total deadline per request, seconds
+    connect_timeout: float = Field(default=10.0, gt=0)
+    max_bytes: int = Field(default=10_000_000, gt=0)  # decoded body cap
+    allow_private_addresses: bool = False  # SSRF guard: off only on explicit request
+    warn_after_failures: int = Field(default=3, ge=1)
+    max_backoff_hours: float = Field(default=24.0, gt=0)
+    user_agent: str | None = None
+
+
+class FeedOutputConfig(_Model):
+    max_entries: int = Field(default=200, ge=1)
+    max_weeks: int | None = Field(default=None, ge=1)
+    json_feed: bool = True
+
+
+class DedupeConfig(_Model):
+    priority: tuple[str, ...] = ()  # source names, most preferred first
+    never_merge: tuple[tuple[str, str], ...] = ()
+    always_merge: tuple[tuple[str, str], ...] = ()
+
+
+class ScheduleConfig(_Model):
+    refresh_minutes: int = Field(default=60, ge=1)
+    misfire_grace_seconds: int = Field(default=3600, ge=1)
+    catch_up: Literal["send", "skip"] = "send"
+
+
+class Config(_Model):
+    """The validated feeds.yaml. Paths are absolute, resolved against the config directory."""
+
+    title: str = "Aggregator"
+    subtitle: str | None = None
+    base_url: str
+    author: str = "aggregator"
+    timezone: str = "Asia/Shanghai"
+    language: str | None = None
+    database: str = ".aggregator/state.db"
+    output_dir: str = "out"
+    local_roots: tuple[str, ...] = ()  # extra directories local sources may read
+    sources: tuple[SourceConfig, ...] = Field(min_length=1)
+    topics: dict[str, TopicRule] = Field(default_factory=dict)
+    digests: tuple[DigestConfig, ...] = ()
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    feed: FeedOutputConfig = Field(default_factory=FeedOutputConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    config_path: str = ""  # filled by load_config
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return _check_tz(v)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"base_url must be an absolute http(s) URL, got {v!r}")
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_keys(cls, v: dict[str, TopicRule]) -> dict[str, TopicRule]:
+        for key in v:
+            if not _KEY_RE.match(key):
+                raise ValueError(f"topic key {key!r}: use lowercase letters, digits, '-' or '_'")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> Config:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        digest_names = [d.name for d in self.digests]
+        if len(set(digest_names)) != len(digest_names):
+            raise ValueError("digest names must be unique")
+        for d in self.digests:
+            unknown = [t for t in d.topics if t not in self.topics]
+            if unknown:
+                raise ValueError(f"digest {d.name!r} names unknown topics: {', '.join(unknown)}")
+        return self
+
+    # -- resolved paths -------------------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.config_path).resolve().parent
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def database_path(self) -> Path:
+        return self.resolve(self.database)
+
+    @property
+    def output_path(self) -> Path:
+        return self.resolve(self.output_dir)
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+# -- loading with line numbers --------------------------------------------------------------
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    """Map every key path in the YAML document to its 1-based line number."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _line_index(value_node, (*path, key), out)
+            out[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+def _lookup_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    loc = tuple(loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate feeds.yaml, and check that local source files exist.
+
+    Raises ConfigError (exit status 2) naming the file, line and key of the first problem.
+    """
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("config file not found", path=shown) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", path=shown) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"YAML syntax error: {exc.problem or exc}", path=shown, line=line) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML error: {exc}", path=shown) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of keys (title, base_url, sources, ...)", path=shown, line=1)
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _line_index(node, (), lines)
+    data = {**data, "config_path": str(path.resolve())}
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; see README for the accepted keys)"
+        if len(exc.errors()) > 1:
+            msg += f" (and {len(exc.errors()) - 1} more problem(s))"
+        raise ConfigError(msg, path=shown, line=_lookup_line(lines, loc), key=_format_loc(loc)) from exc
+    _check_local_sources(config, shown, lines)
+    return config
+
+
+def _check_local_sources(config: Config, shown: str, lines: dict[tuple[Any, ...], int]) -> None:
+    from .local import LocalPathError, resolve_local_paths
+
+    for i, src in enumerate(config.sources):
+        if src.path is None:
+            continue
+        try:
+            found = resolve_local_paths(config, src)
+        except LocalPathError as exc:
+            raise ConfigError(
+                str(exc), path=shown, line=_lookup_line(lines, ("sources", i, "path")), key=f"sources[{i}].path"
+            ) from exc
+        if not found:
+            raise ConfigError(
+                f"no file matches {src.path!r} (relative to {config.base_dir.name or '.'}/)",
+                path=shown,
+                line=_lookup_line(lines, ("sources", i, "path")),
+                key=f"sources[{i}].path",
+            )

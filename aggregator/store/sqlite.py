@@ -1,0 +1,242 @@
+"""SQLite store: entries, per-source state, story membership, the digest ledger.
+
+WAL mode so a reader (serve, digest) never blocks the refresh writer; every write is one
+transaction, so a killed process leaves either the old or the new state, never half.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import StoreError
+from ..types import Entry
+from ._codec import entry_from_json, entry_to_json
+from .base import SourceState, StoryLink, UpsertResult
+
+# Append-only: each script moves the schema one version forward (PRAGMA user_version).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE entries (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        canonical_url TEXT,
+        first_seen TEXT NOT NULL,
+        last_changed TEXT NOT NULL
+    );
+    CREATE INDEX entries_first_seen ON entries(first_seen);
+    CREATE INDEX entries_hash ON entries(content_hash);
+    CREATE INDEX entries_url ON entries(canonical_url);
+    CREATE TABLE sources (
+        name TEXT PRIMARY KEY,
+        etag TEXT,
+        last_modified TEXT,
+        last_attempt TEXT,
+        last_success TEXT,
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        next_attempt TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        redirected_to TEXT
+    );
+    CREATE TABLE story_links (
+        entry_id TEXT PRIMARY KEY,
+        story_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        score REAL NOT NULL,
+        matched_with TEXT
+    );
+    CREATE INDEX story_links_story ON story_links(story_id);
+    CREATE TABLE digest_ledger (
+        subscription TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        period_end TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,          -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        next_attempt TEXT,
+        message BLOB,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        PRIMARY KEY (subscription, period_start, recipient)
+    );
+    """,
+]
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _dt(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+class SQLiteStore:
+    """The embedded default store. One file; safe against a killed process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for stmt in script.split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version={i}")
+
+    def transaction(self) -> _Tx:
+        return _Tx(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- entries ----------------------------------------------------------------------------
+    def upsert_entries(self, entries: Iterable[Entry], now: datetime) -> list[tuple[Entry, UpsertResult]]:
+        """Insert new entries, update changed ones (same id), keep first_seen. One transaction."""
+        out: list[tuple[Entry, UpsertResult]] = []
+        with self.transaction():
+            for e in entries:
+                payload = entry_to_json(e)
+                row = self.db.execute("SELECT payload, first_seen FROM entries WHERE id=?", (e.id,)).fetchone()
+                if row is None:
+                    self.db.execute(
+                        "INSERT INTO entries(id, source, payload, content_hash, canonical_url, first_seen, last_changed)"
+                        " VALUES (?,?,?,?,?,?,?)",
+                        (e.id, e.source, payload, e.content_hash, e.canonical_url, now.isoformat(), now.isoformat()),
+                    )
+                    out.append((entry_from_json(payload, now.isoformat()), "new"))
+                elif row[0] == payload:
+                    out.append((entry_from_json(payload, row[1]), "unchanged"))
+                else:
+                    self.db.execute(
+                        "UPDATE entries SET payload=?, content_hash=?, canonical_url=?, last_changed=? WHERE id=?",
+                        (payload, e.content_hash, e.canonical_url, now.isoformat(), e.id),
+                    )
+                    out.append((entry_from_json(payload, row[1]), "updated"))
+        return out
+
+    def get_entry(self, entry_id: str) -> Entry | None:
+        row = self.db.execute("SELECT payload, first_seen FROM entries WHERE id=?", (entry_id,)).fetchone()
+        return entry_from_json(row[0], row[1]) if row else None
+
+    def find_entries(self, prefix: str) -> list[Entry]:
+        """Entries whose id starts with `prefix` (users type short ids)."""
+        rows = self.db.execute(
+            "SELECT payload, first_seen FROM entries WHERE id >= ? AND id < ? ORDER BY id", (prefix, prefix + "\uffff")
+        ).fetchall()
+        return [entry_from_json(p, f) for p, f in rows]
+
+    def iter_entries(self, *, since: datetime | None = None, until: datetime | None = None) -> Iterator[Entry]:
+        """Entries by first-seen time, oldest first (ties by id, for determinism)."""
+        sql, args = "SELECT payload, first_seen FROM entries WHERE 1=1", []
+        if since:
+            sql += " AND first_seen >= ?"
+            args.append(since.isoformat())
+        if until:
+            sql += " AND first_seen < ?"
+            args.append(until.isoformat())
+        for payload, first_seen in self.db.execute(sql + " ORDER BY first_seen, id", args):
+            yield entry_from_json(payload, first_seen)
+
+    def count_entries(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    # -- sources ----------------------------------------------------------------------------
+    def get_source_state(self, name: str) -> SourceState:
+        row = self.db.execute(
+            "SELECT name, etag, last_modified, last_attempt, last_success, last_error, consecutive_failures,"
+            " next_attempt, disabled, redirected_to FROM sources WHERE name=?",
+            (name,),
+        ).fetchone()
+        count = self.db.execute("SELECT COUNT(*) FROM entries WHERE source=?", (name,)).fetchone()[0]
+        if row is None:
+            return SourceState(name=name, entry_count=count)
+        return SourceState(
+            name=row[0],
+            etag=row[1],
+            last_modified=row[2],
+            last_attempt=_dt(row[3]),
+            last_success=_dt(row[4]),
+            last_error=row[5],
+            consecutive_failures=row[6],
+            next_attempt=_dt(row[7]),
+            disabled=bool(row[8]),
+            redirected_to=row[9],
+            entry_count=count,
+        )
+
+    def put_source_state(self, state: SourceState) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO sources(name, etag, last_modified, last_attempt, last_success, last_error,"
+                " consecutive_failures, next_attempt, disabled, redirected_to) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    state.name,
+                    state.etag,
+                    state.last_modified,
+                    _iso(state.last_attempt),
+                    _iso(state.last_success),
+                    state.last_error,
+                    state.consecutive_failures,
+                    _iso(state.next_attempt),
+                    int(state.disabled),
+                    state.redirected_to,
+                ),
+            )
+
+    def all_source_states(self) -> list[SourceState]:
+        names = [r[0] for r in self.db.execute("SELECT name FROM sources ORDER BY name")]
+        return [self.get_source_state(n) for n in names]
+
+    # -- stories ----------------------------------------------------------------------------
+    def story_links(self) -> dict[str, StoryLink]:
+        rows = self.db.execute("SELECT entry_id, story_id, rule, score, matched_with FROM story_links")
+        return {r[0]: StoryLink(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+
+    def put_story_links(self, links: Iterable[StoryLink]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO story_links(entry_id, story_id, rule, score, matched_with) VALUES (?,?,?,?,?)",
+                [(link.entry_id, link.story_id, link.rule, link.score, link.matched_with) for link in links],
+            )
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK; nested use joins the outer transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self.outer:
+            return
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
