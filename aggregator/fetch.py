@@ -1,82 +1,266 @@
-"""EDGE: remote feeds over HTTP -> Fetched. Conditional GET; errors become FetchError."""
+"""EDGE: remote feeds over HTTP -> Fetched. Failures come back as FetchError values, never raised.
+
+How a request is bounded (each a `fetch:` key):
+- `timeout`: a wall-clock deadline for the whole request (connect, redirects, headers, body),
+  enforced with anyio.fail_after, so a server that sends one byte per second is cut off too;
+- `connect_timeout`: per TCP connect;
+- `max_bytes`: the *decoded* body size, counted while decompressing (see _body.py);
+- at most 5 redirects, http/https only, loops detected;
+- `concurrency` requests in flight at once, at most `per_host` to one host name;
+- the SSRF guard (_netguard.py) checks every resolved address at connect time, redirect hops too.
+
+The requests run on an anyio event loop in a helper thread (a blocking portal), so the caller
+can parse and store each result while the other requests are still in flight.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import concurrent.futures
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from urllib.parse import urljoin, urlsplit
 
+import anyio
+import anyio.from_thread
+import httpcore
 import httpx
 
 from . import __version__
+from ._body import ACCEPT_ENCODING, BodyTooLargeError, BoundedBody, UnsupportedEncodingError
+from ._netguard import AddressPolicy, BlockedAddressError, GuardedBackend, IPNetwork
 from .config import FetchConfig, SourceConfig
 from .errors import FetchError
 from .store.base import SourceState
 from .types import Fetched
 
 USER_AGENT = f"aggregator/{__version__} (feed aggregator; +https://example.invalid/aggregator)"
+ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json,"
+    " application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
+MAX_REDIRECTS = 5
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+Job = tuple[SourceConfig, SourceState]
 
 
-class HttpFetcher:
-    """Fetches feeds with httpx. One client per run; a worker pool for concurrency."""
+class HttpStatusError(FetchError):
+    """The server answered with an error status. Carries the headers (Retry-After) and hops."""
 
-    def __init__(self, config: FetchConfig, transport: httpx.BaseTransport | None = None) -> None:
-        self.config = config
-        self.client = httpx.Client(
-            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-            follow_redirects=True,
-            max_redirects=5,
-            headers={
-                "User-Agent": config.user_agent or USER_AGENT,
-                "Accept": "application/atom+xml, application/rss+xml, application/feed+json, application/xml;q=0.9, */*;q=0.8",
-            },
-            transport=transport,
+    def __init__(
+        self, message: str, *, status: int, headers: dict[str, str], redirects: tuple[tuple[int, str], ...] = ()
+    ) -> None:
+        super().__init__(message, status=status, permanent=status == 410)
+        self.headers = headers
+        self.redirects = redirects
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with the connection pool swapped for one using the guarded backend.
+
+    httpx does not expose httpcore's `network_backend` argument, so the pool is replaced after
+    construction (the transport only ever reaches its pool through `_pool`).
+    """
+
+    def __init__(self, config: FetchConfig, policy: AddressPolicy) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=config.concurrency,
+            max_keepalive_connections=config.concurrency,
+            keepalive_expiry=5.0,
+            network_backend=GuardedBackend(policy),
         )
 
-    def close(self) -> None:
-        self.client.close()
 
-    def fetch(self, source: SourceConfig, state: SourceState) -> Fetched:
+class _Run:
+    """One refresh run's client and limiters; lives on the portal's event loop."""
+
+    def __init__(self, config: FetchConfig, policy: AddressPolicy) -> None:
+        self.config = config
+        self.client = httpx.AsyncClient(
+            transport=_GuardedTransport(config, policy),
+            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+            follow_redirects=False,  # followed by hand: each hop is checked and recorded
+            trust_env=False,  # a proxy from the environment would hide the target from the guard
+            headers={
+                "User-Agent": config.user_agent or USER_AGENT,
+                "Accept": ACCEPT,
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
+        )
+        self.slots = anyio.CapacityLimiter(config.concurrency)
+        self.per_host: dict[str, anyio.CapacityLimiter] = {}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def fetch_one(self, source: SourceConfig, state: SourceState) -> Fetched | FetchError:
         assert source.url is not None
-        headers = {}
+        host = (urlsplit(source.url).hostname or "").lower()
+        limiter = self.per_host.setdefault(host, anyio.CapacityLimiter(self.config.per_host))
+        # Host slot first, then a global slot: waiting for a busy host must not hold a global one.
+        async with limiter, self.slots:
+            try:
+                with anyio.fail_after(self.config.timeout):
+                    return await self._get(source, state)
+            except TimeoutError:
+                return FetchError(
+                    f"no complete response within {self.config.timeout:g} s (fetch.timeout, the total deadline)"
+                )
+            except FetchError as exc:
+                return exc
+            except BlockedAddressError as exc:
+                return FetchError(str(exc), permanent=True)
+            except httpx.HTTPError as exc:
+                return FetchError(_describe(exc, self.config))
+            except Exception as exc:  # one odd server must not end the run: report it as this source's error
+                return FetchError(f"unexpected {type(exc).__name__}: {exc}")
+
+    async def _get(self, source: SourceConfig, state: SourceState) -> Fetched:
+        assert source.url is not None
+        url = source.url
+        seen = [url]
+        hops: list[tuple[int, str]] = []
+        headers: dict[str, str] = {}
         if state.etag:
             headers["If-None-Match"] = state.etag
         if state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
-        try:
-            with self.client.stream("GET", source.url, headers=headers) as resp:
-                if resp.status_code == 304:
+        while True:
+            request = self.client.build_request("GET", url, headers=headers)
+            resp = await self.client.send(request, stream=True)
+            try:
+                status = resp.status_code
+                resp_headers = dict(resp.headers)
+                if status in _REDIRECTS and resp.headers.get("location"):
+                    url = _next_hop(url, resp.headers["location"], seen, hops, status)
+                    continue
+                if status == 304:
                     return Fetched(
-                        source.name, str(resp.url), None, 304, dict(resp.headers), state.etag, state.last_modified
+                        source.name, url, None, 304, resp_headers, state.etag, state.last_modified, redirects=tuple(hops)
                     )
-                if resp.status_code >= 400:
-                    raise FetchError(
-                        f"HTTP {resp.status_code} from {source.url}",
-                        status=resp.status_code,
-                        permanent=resp.status_code == 410,
+                if not 200 <= status < 300:
+                    reason = resp.reason_phrase or ""
+                    raise HttpStatusError(
+                        f"HTTP {status} {reason}".rstrip() + f" from {url}",
+                        status=status,
+                        headers=resp_headers,
+                        redirects=tuple(hops),
                     )
-                body = bytearray()
-                for chunk in resp.iter_bytes():
-                    body.extend(chunk)
-                    if len(body) > self.config.max_bytes:
-                        raise FetchError(f"response larger than {self.config.max_bytes} bytes from {source.url}")
+                body = await self._read_body(resp)
                 return Fetched(
                     source.name,
-                    str(resp.url),
-                    bytes(body),
-                    resp.status_code,
-                    dict(resp.headers),
+                    url,
+                    body,
+                    status,
+                    resp_headers,
                     resp.headers.get("etag"),
                     resp.headers.get("last-modified"),
+                    redirects=tuple(hops),
                 )
-        except httpx.HTTPError as exc:
-            raise FetchError(f"{type(exc).__name__} fetching {source.url}: {exc}") from exc
+            finally:
+                await resp.aclose()
 
-    def fetch_many(self, jobs: Sequence[tuple[SourceConfig, SourceState]]) -> list[Fetched | FetchError]:
-        def one(job: tuple[SourceConfig, SourceState]) -> Fetched | FetchError:
+    async def _read_body(self, resp: httpx.Response) -> bytes:
+        limit = self.config.max_bytes
+        encoding = resp.headers.get("content-encoding")
+        declared = resp.headers.get("content-length", "")
+        if not encoding and declared.isdigit() and int(declared) > limit:
+            raise FetchError(f"response body is {int(declared):,} bytes, over fetch.max_bytes ({limit:,})")
+        try:
+            body = BoundedBody(encoding, limit)
+            async for chunk in resp.aiter_raw():
+                body.feed(chunk)
+        except BodyTooLargeError as exc:
+            raise FetchError(f"{exc} (fetch.max_bytes); stopped reading") from exc
+        except (UnsupportedEncodingError, ValueError) as exc:
+            raise FetchError(str(exc)) from exc
+        return body.result()
+
+
+def _next_hop(url: str, location: str, seen: list[str], hops: list[tuple[int, str]], status: int) -> str:
+    """Check one redirect and return its target. Raises FetchError for loops, limits, schemes."""
+    target = urljoin(url, location.strip())
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise FetchError(f"redirect from {url} to a non-http(s) URL refused: {target}")
+    if target in seen:
+        raise FetchError("redirect loop: " + " -> ".join([*seen[seen.index(target) :], target]))
+    if len(hops) >= MAX_REDIRECTS:
+        raise FetchError(f"too many redirects (more than {MAX_REDIRECTS}), last to {target}")
+    seen.append(target)
+    hops.append((status, target))
+    return target
+
+
+def _describe(exc: httpx.HTTPError, config: FetchConfig) -> str:
+    """One readable line for an httpx error."""
+    where = ""
+    with contextlib.suppress(RuntimeError):  # .request is unset on errors raised before sending
+        where = f" ({exc.request.url.host})"
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"connection timed out after {config.connect_timeout:g} s{where}"
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"server stopped sending for {config.timeout:g} s{where}"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect{where}: {detail}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"broken HTTP response{where}: {detail}"
+    return f"{type(exc).__name__}{where}: {detail}"
+
+
+def permanent_redirect(redirects: Sequence[tuple[int, str]]) -> str | None:
+    """The new address when every hop was permanent (301/308); else None (temporary moves)."""
+    if redirects and all(status in (301, 308) for status, _ in redirects):
+        return redirects[-1][1]
+    return None
+
+
+class HttpFetcher:
+    """Fetches feeds concurrently. Results are values: Fetched, or FetchError for that source."""
+
+    def __init__(self, config: FetchConfig, *, trusted_networks: Iterable[IPNetwork] = ()) -> None:
+        self.config = config
+        self.policy = AddressPolicy(allow_private=config.allow_private_addresses, trusted=trusted_networks)
+
+    def close(self) -> None:
+        """Nothing to release: each run opens and closes its own client."""
+
+    def fetch(self, source: SourceConfig, state: SourceState) -> Fetched:
+        """Fetch one source; raises FetchError."""
+        got = self.fetch_many([(source, state)])[0]
+        if isinstance(got, FetchError):
+            raise got
+        return got
+
+    def fetch_many(self, jobs: Sequence[Job]) -> list[Fetched | FetchError]:
+        """Fetch every job; results in the order of `jobs`."""
+        out: list[Fetched | FetchError | None] = [None] * len(jobs)
+        for i, got in self.fetch_iter(jobs):
+            out[i] = got
+        return [r for r in out if r is not None]
+
+    def fetch_iter(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Fetched | FetchError]]:
+        """Yield (index into jobs, result) as each request finishes, fastest first.
+
+        Leaving the loop early cancels the requests still in flight.
+        """
+        if not jobs:
+            return
+        with anyio.from_thread.start_blocking_portal() as portal:
+            run = portal.call(self._open)
+            futures: dict[concurrent.futures.Future[Fetched | FetchError], int] = {}
             try:
-                return self.fetch(*job)
-            except FetchError as exc:
-                return exc
+                for i, (source, state) in enumerate(jobs):
+                    futures[portal.start_task_soon(run.fetch_one, source, state)] = i
+                for fut in concurrent.futures.as_completed(futures):
+                    yield futures[fut], fut.result()
+            finally:
+                for fut in futures:
+                    fut.cancel()
+                portal.call(run.aclose)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(self.config.concurrency, len(jobs) or 1))) as pool:
-            return list(pool.map(one, jobs))
+    async def _open(self) -> _Run:
+        return _Run(self.config, self.policy)

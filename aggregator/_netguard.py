@@ -1,0 +1,119 @@
+"""SSRF guard: refuse private, loopback, link-local, multicast and special addresses.
+
+The check runs inside the connection layer on the *resolved* address, and the socket is then
+opened to exactly that address. A name that resolves to a public address while we check and to
+127.0.0.1 when we connect (DNS rebinding) therefore cannot slip through, and every redirect hop
+goes through the same door because every hop opens its connection here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import typing
+from collections.abc import Iterable
+
+import anyio
+import httpcore
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BlockedAddressError(Exception):
+    """A connection was refused by the address policy (not a network failure)."""
+
+
+def address_problem(ip: IPAddress) -> str | None:
+    """Why `ip` must not be fetched from, or None when it is a public unicast address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return address_problem(ip.ipv4_mapped)  # ::ffff:127.0.0.1 is 127.0.0.1
+    checks = (
+        ("loopback", ip.is_loopback),
+        ("unspecified", ip.is_unspecified),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),  # is_global says True for global multicast: check first
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+        ("not globally routable", not ip.is_global),
+    )
+    for label, hit in checks:
+        if hit:
+            return label
+    return None
+
+
+class AddressPolicy:
+    """Which resolved addresses may be connected to.
+
+    `trusted` networks are allowed even when private (tests use it to stand in for a public
+    host while a redirect to 127.0.0.1 must still be refused).
+    """
+
+    def __init__(self, *, allow_private: bool, trusted: Iterable[IPNetwork] = ()) -> None:
+        self.allow_private = allow_private
+        self.trusted = tuple(trusted)
+
+    def problem(self, ip: IPAddress) -> str | None:
+        if self.allow_private or any(ip in net for net in self.trusted):
+            return None
+        return address_problem(ip)
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore network backend: resolve, check every address, connect to a checked address."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        allowed: list[str] = []
+        refused: list[str] = []
+        for info in infos:
+            addr = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone id
+            ip = ipaddress.ip_address(addr)
+            why = self.policy.problem(ip)
+            if why is None:
+                if addr not in allowed:
+                    allowed.append(addr)
+            else:
+                refused.append(f"{addr} ({why})")
+        if not allowed:
+            raise BlockedAddressError(
+                f"refused to connect to {host}: it resolves to {', '.join(dict.fromkeys(refused))};"
+                " set fetch.allow_private_addresses: true to allow private addresses"
+            )
+        last: Exception | None = None
+        for addr in allowed:  # connect to the checked address itself, never to the name again
+            try:
+                return await self.inner.connect_tcp(addr, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddressError("unix sockets are not fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
