@@ -234,5 +234,31 @@ def show(ctx: Ctx, entry_id: str) -> None:
     click.echo(e.content_text)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--schedule", is_flag=True, help="Also run the refresh/digest schedule while serving.")
+@pass_ctx
+@handle_errors
+def serve(ctx: Ctx, host: str, port: int, schedule: bool) -> None:
+    """Serve the output directory (feeds, topics/, archive/, digests) over HTTP with ETags and 304s."""
+    from . import serve as serving
+
+    config = ctx.config
+    hooks: list[serving.ServeHook] = []
+    if schedule:
+        # Hook for the scheduler: aggregator.schedule.serve_hook(config) returns a context
+        # manager factory that starts the schedule with the server and stops it on shutdown.
+        try:
+            from .schedule import serve_hook  # type: ignore[attr-defined, unused-ignore]
+        except ImportError as exc:
+            raise AggregatorError("--schedule is not available: aggregator.schedule has no serve_hook") from exc
+        hooks.append(serve_hook(config))
+    out = config.output_path
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"serving {out} on http://{host}:{port}/ (Ctrl-C to stop)")
+    serving.run(out, host=host, port=port, hooks=hooks)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -166,9 +166,12 @@ class FetchConfig(_Model):
 
 
 class FeedOutputConfig(_Model):
-    max_entries: int = Field(default=200, ge=1)
-    max_weeks: int | None = Field(default=None, ge=1)
-    json_feed: bool = True
+    """The published feeds: a window of the newest stories; older ones stay in the store."""
+
+    max_entries: int = Field(default=200, ge=1)  # newest N stories per feed
+    max_weeks: int | None = Field(default=None, ge=1)  # and only W weeks back from the newest story
+    json_feed: bool = True  # also write feed.json (JSON Feed 1.1)
+    archive: bool = False  # RFC 5005 archive pages, one per closed month: archive/YYYY-MM.atom
 
 
 class DedupeConfig(_Model):

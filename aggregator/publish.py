@@ -1,26 +1,72 @@
-"""Stories -> Atom bytes with feedgen. Pure and deterministic: same stories, same bytes.
+"""Stories -> Atom (RFC 4287) and JSON Feed bytes. Pure and deterministic: same stories, same bytes.
 
 feedgen gets an explicit `updated` (the newest entry's, never the build time) and
-`order='append'`, otherwise its output is neither reproducible nor in order.
+`order='append'`, otherwise its output is neither reproducible nor in order. feedgen writes
+`atom:source` with only a title and a link, so a small feedgen entry extension
+(`_ProvenanceExtension`) writes the full `atom:source` (id, title, links, updated), the entry's
+`xml:lang` and `type="text"` on titles. Archive pages follow RFC 5005 (section 4).
+
+Provenance rules (`source_info`):
+- an entry from a remote feed gets that feed's id (or, when the feed has no URI id, the feed URL),
+  title, `alternate` link (the feed's site), `self` link (the feed URL) and `updated`, as the
+  store recorded them with the entry;
+- a local article page has no feed: its source is the site it came from: id and link
+  `https://<site_domain>/`, title the site name (else the domain, else the source name from
+  feeds.yaml), no `updated` (there is no feed document whose update time we could report). Without
+  a domain the id is a name-based `urn:uuid:` under our `base_url` and there is no link.
+- when the entry has no author, `atom:source` carries the source title as author, because RFC 4287
+  (4.2.4) would otherwise attribute the entry to the feed-level author, i.e. to us.
 """
 
 from __future__ import annotations
 
 import html
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import nh3
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
 
 from . import __version__
+from ._text import ALLOWED_ATTRS, ALLOWED_TAGS, clean_text
 from .config import Config
 from .types import Entry, Story
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # `updated` of an empty feed: fixed, so rebuilds stay identical
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_FH_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005 feed history
+_HTTP_URL = re.compile(r"^https?://[^/\s?#]+[^\s]*$", re.I)
+_URI = re.compile(r"^[a-z][a-z0-9+.-]*:\S+$", re.I)  # any absolute URI (urn:, tag:, http:, ...)
+_LANG_TAG = re.compile(r"^[a-z]{1,8}(?:-[a-z0-9]{1,8})*$", re.I)  # BCP 47 shape; junk is dropped
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
+GENERATOR_URI = "https://example.invalid/aggregator"
+ATOM_TYPE = "application/atom+xml"
+
+
+# -- small pure helpers ---------------------------------------------------------------------
+
+
+def is_http_url(url: str | None) -> bool:
+    """True for an absolute http(s) URL: the only kind of link we publish."""
+    return bool(url) and _HTTP_URL.match(url or "") is not None
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC)
+
+
+def _text(s: str) -> str:
+    """XML-legal text: entries from the store are clean already; hostile callers are not."""
+    return clean_text(s)
 
 
 def story_uri(config: Config, story_id: str) -> str:
@@ -29,61 +75,303 @@ def story_uri(config: Config, story_id: str) -> str:
 
 
 def entry_updated(e: Entry) -> datetime:
-    return e.updated or e.published or e.first_seen or _EPOCH
+    """The entry's `updated`: from the source, else its published date, else when we first saw it."""
+    return _utc(e.updated or e.published or e.first_seen or _EPOCH)
+
+
+def story_key(s: Story) -> tuple[datetime, str]:
+    """Feed order (newest first when reversed): the primary's updated, then the story id."""
+    return (entry_updated(s.primary), s.id)
 
 
 def source_label(e: Entry) -> str:
+    """Human name of where an entry came from: site, feed title, else the source name."""
     return e.site_name or e.feed.title or e.source
 
 
+def language_tag(tag: str | None) -> str | None:
+    """A BCP 47-shaped language tag, or None for junk (it would make the XML lie)."""
+    return tag if tag and _LANG_TAG.match(tag) else None
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What `atom:source` (and JSON Feed `_source`) says about an entry's origin."""
+
+    id: str
+    title: str
+    link: str | None = None  # the origin's web page (rel="alternate")
+    feed_url: str | None = None  # the origin feed document (rel="self")
+    updated: datetime | None = None
+    author: str | None = None  # only when the entry has no author of its own (see module doc)
+
+
+def source_info(config: Config, e: Entry) -> SourceInfo:
+    """Decide the provenance of an entry (rules in the module docstring)."""
+    feed = e.feed
+    feed_url = e.location if is_http_url(e.location) else None
+    if feed_url or feed.id or feed.link or feed.title:
+        link = feed.link if is_http_url(feed.link) else None
+        ident = feed.id if feed.id and _URI.match(feed.id) else (feed_url or link)
+        title = feed.title or e.site_name or e.site_domain or e.source
+        updated = _utc(feed.updated) if feed.updated else None
+    else:
+        domain = (e.site_domain or "").lower()
+        link = f"https://{domain}/" if _DOMAIN.match(domain) else None
+        ident = link
+        title = e.site_name or e.site_domain or e.source
+        updated = None
+    if not ident:
+        ident = uuid.uuid5(uuid.NAMESPACE_URL, f"{config.base_url}source/{e.source}").urn
+    title = _text(title)
+    return SourceInfo(
+        id=ident,
+        title=title,
+        link=link,
+        feed_url=feed_url,
+        updated=updated,
+        author=None if e.authors else title,
+    )
+
+
 def also_reported_html(story: Story) -> str:
+    """The "Also reported by" paragraph (unsanitised; `content_html` sanitises the whole body)."""
     if not story.others:
         return ""
     names = []
     for o in story.others:
         label = html.escape(source_label(o))
-        names.append(f'<a href="{html.escape(o.link)}">{label}</a>' if o.link else label)
+        names.append(f'<a href="{html.escape(o.link or "")}">{label}</a>' if is_http_url(o.link) else label)
     return f"<p><em>Also reported by: {', '.join(names)}</em></p>"
 
 
+_SANITISER_OPTIONS: dict[str, Any] = {
+    "tags": ALLOWED_TAGS,
+    "attributes": ALLOWED_ATTRS,
+    "url_schemes": {"http", "https", "mailto"},
+    "link_rel": "noopener noreferrer",
+}
+# A prebuilt cleaner is about twice as fast as nh3.clean(), which rebuilds its rules on every call.
+_ABSOLUTE_ONLY = nh3.Cleaner(**_SANITISER_OPTIONS, url_relative="deny")
+# href/src values that do not start with a scheme: relative URLs that need the article's base.
+_RELATIVE_URL = re.compile(r"""\b(?:href|src)\s*=\s*["']?+\s*+(?![a-z][a-z0-9+.-]*:)""", re.I)
+
+
+def content_html(story: Story) -> str:
+    """The entry body: sanitised again here (no scripts, handlers, js: URLs), links made absolute.
+
+    Entries from the store were sanitised by normalize; this second pass is what lets the feed
+    promise "no executable HTML" whatever a caller hands in. Relative URLs are resolved against
+    the article's URL, or dropped when there is none, so every published link is absolute.
+    """
+    e = story.primary
+    body = clean_text(e.content_html + also_reported_html(story))
+    if e.link and is_http_url(e.link) and _RELATIVE_URL.search(body):
+        return nh3.clean(body, **_SANITISER_OPTIONS, url_relative=("rewrite_with_base", e.link))
+    return _ABSOLUTE_ONLY.clean(body)
+
+
+def related_links(story: Story) -> list[tuple[str, str]]:
+    """(href, title) for each "also reported by" member with its own http(s) URL, first one wins."""
+    seen = {story.primary.link}
+    out = []
+    for o in story.others:
+        if is_http_url(o.link) and o.link not in seen:
+            seen.add(o.link)
+            out.append((o.link or "", _text(source_label(o))))
+    return out
+
+
+def select_window(config: Config, stories: Sequence[Story]) -> list[Story]:
+    """The stories a feed holds: newest first, at most `feed.max_entries`, and, with
+    `feed.max_weeks`, only those updated within that many weeks of the newest story.
+
+    The window is anchored at the newest story, not at the clock, so the same store always gives
+    the same feed. Older stories stay in the store (and in the archive pages, if enabled).
+    """
+    ordered = sorted(stories, key=story_key, reverse=True)
+    if config.feed.max_weeks and ordered:
+        cutoff = story_key(ordered[0])[0] - timedelta(weeks=config.feed.max_weeks)
+        ordered = [s for s in ordered if story_key(s)[0] >= cutoff]
+    return ordered[: config.feed.max_entries]
+
+
+# -- feedgen extensions ---------------------------------------------------------------------
+
+
+class _ProvenanceExtension(BaseEntryExtension):  # type: ignore[misc]
+    """Adds what feedgen cannot: full atom:source, the entry's xml:lang, title type="text"."""
+
+    def __init__(self) -> None:
+        self.source: SourceInfo | None = None
+        self.lang: str | None = None
+
+    def set(self, source: SourceInfo, lang: str | None) -> None:
+        self.source, self.lang = source, lang
+
+    def extend_atom(self, entry: Any) -> Any:
+        # feedgen builds un-namespaced elements under a literal xmlns attribute; follow suit.
+        if self.lang:
+            entry.set(_XML_LANG, self.lang)
+        title = entry.find("title")
+        if title is not None:
+            title.set("type", "text")
+        s = self.source
+        if s is None:
+            return entry
+        src = xml_elem("source", entry)
+        xml_elem("id", src).text = s.id
+        xml_elem("title", src).text = s.title
+        if s.updated:
+            xml_elem("updated", src).text = s.updated.isoformat()
+        if s.link:
+            xml_elem("link", src, rel="alternate", type="text/html", href=s.link)
+        if s.feed_url:
+            xml_elem("link", src, rel="self", href=s.feed_url)
+        if s.author:
+            xml_elem("name", xml_elem("author", src)).text = s.author
+        return entry
+
+
+class _ArchiveExtension(BaseExtension):  # type: ignore[misc]
+    """RFC 5005: marks a document as an archive (`<fh:archive/>`)."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": _FH_NS}
+
+    def extend_atom(self, feed: Any) -> Any:
+        # Put the marker among the feed's metadata, before the first entry.
+        feed.append(xml_elem(f"{{{_FH_NS}}}archive"))
+        return feed
+
+
+# -- Atom -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveLinks:
+    """RFC 5005 links of one document; all paths are relative to `base_url`."""
+
+    prev_archive: str | None = None
+    next_archive: str | None = None
+    current: str | None = None  # set only on archive documents
+    is_archive: bool = False
+
+
 def build_atom(
-    config: Config, stories: Sequence[Story], *, topic: str | None = None, self_path: str = "feed.atom"
+    config: Config,
+    stories: Sequence[Story],
+    *,
+    topic: str | None = None,
+    self_path: str = "feed.atom",
+    archive: ArchiveLinks | None = None,
 ) -> bytes:
-    """Render stories (newest first) as an Atom 1.0 document."""
+    """Render the given stories (all of them, newest first) as an Atom 1.0 document.
+
+    Windowing is the caller's job (`select_window`); this function only renders.
+    """
+    ordered = sorted(stories, key=story_key, reverse=True)
     fg = FeedGenerator()
+    fg.register_extension("provenance", BaseExtension, _ProvenanceExtension, atom=True, rss=False)
+    if archive and archive.is_archive:
+        fg.register_extension("history", _ArchiveExtension, None, atom=True, rss=False)
     feed_url = config.base_url + self_path
     fg.id(feed_url)
-    title = config.title if topic is None else f"{config.title}: {config.topics[topic].title}"
+    title = config.title
+    if topic is not None:
+        title = f"{config.title}: {config.topics[topic].title if topic in config.topics else topic}"
     fg.title(title)
     fg.subtitle(config.subtitle or "Rare-earth and university–industry news, merged and deduplicated")
     fg.author({"name": config.author})
-    fg.link(href=feed_url, rel="self", type="application/atom+xml")
+    fg.link(href=feed_url, rel="self", type=ATOM_TYPE)
     fg.link(href=config.base_url, rel="alternate", type="text/html")
-    fg.generator("aggregator", version=__version__, uri="https://example.invalid/aggregator")
-    fg.language(config.language or "en")
-    newest = max((entry_updated(s.primary) for s in stories), default=_EPOCH)
-    fg.updated(newest)
-    for story in stories:
+    if archive:
+        for rel, path in (
+            ("current", archive.current),
+            ("prev-archive", archive.prev_archive),
+            ("next-archive", archive.next_archive),
+        ):
+            if path:
+                fg.link(href=config.base_url + path, rel=rel, type=ATOM_TYPE)
+    fg.generator("aggregator", version=__version__, uri=GENERATOR_URI)
+    fg.language(language_tag(config.language) or "en")
+    fg.updated(story_key(ordered[0])[0] if ordered else _EPOCH)
+    scheme = config.base_url + "topics/"
+    for story in ordered:
         e = story.primary
         fe = fg.add_entry(order="append")
         fe.id(story_uri(config, story.id))
-        fe.title(e.title)
+        fe.title(_text(e.title))
         fe.updated(entry_updated(e))
         if e.published:
-            fe.published(e.published)
+            fe.published(_utc(e.published))
         for a in e.authors:
-            fe.author({"name": a})
-        if e.link:
+            fe.author({"name": _text(a)})
+        if is_http_url(e.link):
             fe.link(href=e.link, rel="alternate", type="text/html")
-        for o in story.others:
-            if o.link and o.link != e.link:
-                fe.link(href=o.link, rel="related", type="text/html", title=source_label(o))
-        fe.summary(e.summary or e.title)
-        fe.content(e.content_html + also_reported_html(story), type="html")
+        for href, label in related_links(story):
+            fe.link(href=href, rel="related", type="text/html", title=label)
+        fe.summary(_text(e.summary or e.title))
+        fe.content(content_html(story), type="html")
         for key in story.topics:
             label = config.topics[key].title if key in config.topics else key
-            fe.category(term=key, label=label, scheme=config.base_url + "topics/")
+            fe.category(term=key, label=label, scheme=scheme)
+        fe.provenance.set(source_info(config, e), language_tag(e.language))
     return bytes(fg.atom_str(pretty=True))
+
+
+def archive_documents(config: Config, stories: Sequence[Story]) -> tuple[dict[str, bytes], str | None]:
+    """RFC 5005 archive pages: one per calendar month (UTC) of the stories' `updated`.
+
+    Only months before the newest story's month are archived: those are closed, so their pages
+    stop changing. The subscription feed may overlap them; readers merge by entry id.
+    Returns {relative path: bytes} and the path of the newest archive (for `prev-archive`).
+    """
+    ordered = sorted(stories, key=story_key, reverse=True)
+    if not ordered:
+        return {}, None
+    current_month = story_key(ordered[0])[0].strftime("%Y-%m")
+    months: dict[str, list[Story]] = {}
+    for s in ordered:
+        month = story_key(s)[0].strftime("%Y-%m")
+        if month < current_month:
+            months.setdefault(month, []).append(s)
+    keys = sorted(months)
+    paths = [f"archive/{m}.atom" for m in keys]
+    out: dict[str, bytes] = {}
+    for i, month in enumerate(keys):
+        links = ArchiveLinks(
+            prev_archive=paths[i - 1] if i > 0 else None,
+            next_archive=paths[i + 1] if i + 1 < len(keys) else None,
+            current="feed.atom",
+            is_archive=True,
+        )
+        out[paths[i]] = build_atom(config, months[month], self_path=paths[i], archive=links)
+    return out, (paths[-1] if paths else None)
+
+
+def render_all(config: Config, stories: Sequence[Story]) -> dict[str, bytes]:
+    """Every published file as {path relative to output_dir: bytes}. Pure."""
+    from .jsonfeed import build_json_feed
+
+    out: dict[str, bytes] = {}
+    newest_archive = None
+    if config.feed.archive:
+        archives, newest_archive = archive_documents(config, stories)
+        out.update(archives)
+    window = select_window(config, stories)
+    links = ArchiveLinks(prev_archive=newest_archive) if newest_archive else None
+    out["feed.atom"] = build_atom(config, window, archive=links)
+    if config.feed.json_feed:
+        out["feed.json"] = build_json_feed(config, window)
+    for key in sorted(config.topics):
+        in_topic = select_window(config, [s for s in stories if key in s.topics])
+        path = f"topics/{key}.atom"
+        out[path] = build_atom(config, in_topic, topic=key, self_path=path)
+    return out
+
+
+# -- the edge: files ------------------------------------------------------------------------
 
 
 def write_atomic(path: Path, data: bytes) -> bool:
@@ -100,6 +388,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the feed is public
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -108,14 +397,14 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
 
 def publish_all(config: Config, stories: Sequence[Story]) -> list[Path]:
-    """Write feed.atom and topics/<key>.atom; return the paths written."""
+    """Write feed.atom, feed.json, topics/<key>.atom (and archive/*.atom); return the paths.
+
+    Each file is replaced atomically and only when its bytes changed.
+    """
     out = config.output_path
-    window = list(stories)[: config.feed.max_entries]
-    written = [out / "feed.atom"]
-    write_atomic(written[0], build_atom(config, window))
-    for key in sorted(config.topics):
-        in_topic = [s for s in stories if key in s.topics][: config.feed.max_entries]
-        path = out / "topics" / f"{key}.atom"
-        write_atomic(path, build_atom(config, in_topic, topic=key, self_path=f"topics/{key}.atom"))
+    written = []
+    for rel, data in render_all(config, stories).items():
+        path = out / rel
+        write_atomic(path, data)
         written.append(path)
     return written
