@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -79,23 +80,55 @@ class SourceConfig(_Model):
 
 
 class TopicRule(_Model):
-    """Weighted terms for one topic. Chinese terms match without word boundaries."""
+    """The rules for one topic; `topics.py` documents how they combine into a score.
+
+    - terms: term -> weight (> 0). English terms match whole words, case-insensitively unless the term
+      has a capital letter ("REE" does not match "ree" or "FREE"); a plural -s matches too; a space or
+      hyphen in a term matches any run of spaces, hyphens and dashes. Terms with Chinese characters
+      match as substrings (Chinese has no spaces between words).
+    - regexes: pattern -> weight, case-insensitive, counted like terms.
+    - exclude: term -> penalty (> 0, subtracted, counted like terms) or "veto" (any occurrence and the
+      topic is never assigned). A plain list means every item vetoes.
+    - require: if given, at least one of these terms must occur, or the topic is not assigned.
+    - title_weight: a term in the title counts this many times its weight (once).
+    - min_score: the topic is assigned when the score reaches it.
+    """
 
     title: str
     terms: dict[str, float] = Field(default_factory=dict)
     regexes: dict[str, float] = Field(default_factory=dict)
-    exclude: tuple[str, ...] = ()
+    exclude: dict[str, float | Literal["veto"]] = Field(default_factory=dict)
+    require: tuple[str, ...] = ()
     title_weight: float = Field(default=2.0, ge=0)
     min_score: float = Field(default=3.0, gt=0)
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _exclude_list(cls, v: Any) -> Any:
+        # The first version took a list of vetoing terms; keep accepting it.
+        return dict.fromkeys(v, "veto") if isinstance(v, list | tuple) else v
+
+    @field_validator("terms", "exclude")
+    @classmethod
+    def _weights(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        for term, weight in v.items():
+            if not term.strip():
+                raise ValueError("a term must not be empty")
+            if weight != "veto" and not weight > 0:
+                hint = " (negative evidence goes under 'exclude')" if info.field_name == "terms" else ""
+                raise ValueError(f"term {term!r}: weight must be > 0, got {weight}{hint}")
+        return v
 
     @field_validator("regexes")
     @classmethod
     def _regexes(cls, v: dict[str, float]) -> dict[str, float]:
-        for pattern in v:
+        for pattern, weight in v.items():
             try:
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
+            if not weight > 0:
+                raise ValueError(f"regex {pattern!r}: weight must be > 0, got {weight}")
         return v
 
 
