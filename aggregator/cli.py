@@ -139,9 +139,8 @@ def _parse_when(value: str | None, tz: ZoneInfo, *, end: bool = False) -> dateti
 @click.option(
     "--out",
     "out_dir",
-    required=True,
     type=click.Path(file_okay=False),
-    help="Directory for digest.html, digest.txt, digest.eml.",
+    help="Directory for digest.html, digest.txt, digest.eml (one-off digests and --dry-run).",
 )
 @click.option(
     "--max-per-topic",
@@ -153,6 +152,12 @@ def _parse_when(value: str | None, tz: ZoneInfo, *, end: bool = False) -> dateti
 @click.option(
     "--to", "recipient", default="reader@localhost", show_default=True, help="Recipient written into digest.eml."
 )
+@click.option(
+    "--subscription", "-s", "subscription", help="A subscription from feeds.yaml `digests:` (default for --send: all)."
+)
+@click.option("--send", is_flag=True, help="Deliver the subscriptions' digests (SMTP or outbox) through the ledger.")
+@click.option("--dry-run", is_flag=True, help="With --send: render and show what would be sent; send nothing.")
+@click.option("--list", "list_", is_flag=True, help="List the ledger: what was sent when, to whom, and its status.")
 @pass_ctx
 @handle_errors
 def digest(
@@ -160,42 +165,217 @@ def digest(
     since: str | None,
     until: str | None,
     topics: tuple[str, ...],
-    out_dir: str,
+    out_dir: str | None,
     max_per_topic: int,
     recipient: str,
+    subscription: str | None,
+    send: bool,
+    dry_run: bool,
+    list_: bool,
 ) -> None:
-    """Write a one-off digest of stories first seen in a window (default: the last 7 days)."""
-    from .deliver import build_message, domain_of, message_id
-    from .pipeline import default_window, make_deps, make_digest, write_digest_files
+    """Write a one-off digest, or send the subscriptions' digests exactly once.
+
+    \b
+    One-off:  aggregator digest --out DIR [--since D] [--until D] [--topic K] [-s NAME]
+    Send:     aggregator digest --send [-s NAME] [--since D --until D] [--dry-run]
+    Ledger:   aggregator digest --list [-s NAME]
+
+    --send first re-sends pending copies whose retry time has come, then sends each
+    subscription's digest for the window since its last sent digest (first time: 7 days).
+    Exit status 1 when a copy failed or is still pending.
+    """
+    from .pipeline import default_window, make_deps
 
     config = ctx.config
+    subs = config.digests
+    if subscription is not None:
+        subs = tuple(d for d in config.digests if d.name == subscription)
+        if not subs:
+            known = ", ".join(d.name for d in config.digests) or "(none in feeds.yaml)"
+            raise click.BadParameter(f"unknown subscription {subscription!r}; known: {known}", param_hint="--subscription")
     unknown = [t for t in topics if t not in config.topics]
     if unknown:
         raise click.BadParameter(
             f"unknown topic(s): {', '.join(unknown)}; known: {', '.join(sorted(config.topics))}", param_hint="--topic"
         )
+    if list_:
+        _digest_list(config, subscription)
+        return
+    if dry_run and not send:
+        send = True  # --dry-run alone means "show what --send would do"
+    if send and topics:
+        raise click.BadParameter("a subscription's topics come from feeds.yaml", param_hint="--topic")
+    if send and not subs:
+        raise click.UsageError("feeds.yaml has no `digests:` subscriptions to send")
+    if not send and out_dir is None:
+        raise click.UsageError("give --out DIR for a one-off digest, or --send to deliver subscriptions")
     tz = ZoneInfo(config.timezone)
     deps = make_deps(config)
     try:
         now = deps.clock()
+        start_opt = _parse_when(since, tz)
+        end_opt = _parse_when(until, tz, end=True)
+        if send:
+            ok = _digest_send(config, deps, subs, start_opt, end_opt, now, dry_run=dry_run, out_dir=out_dir)
+            if not ok:
+                sys.exit(1)
+            return
         start, end = default_window(now)
-        start = _parse_when(since, tz) or start
-        end = _parse_when(until, tz, end=True) or end
-        result = make_digest(config, deps, start=start, end=end, topics=topics, max_per_topic=max_per_topic)
+        _digest_one_off(
+            config,
+            deps,
+            subs[0] if subscription else None,
+            start_opt or start,
+            end_opt or end,
+            now,
+            topics=topics,
+            max_per_topic=max_per_topic,
+            recipient=recipient,
+            out_dir=Path(out_dir or "."),
+        )
     finally:
         deps.close()
+
+
+def _digest_one_off(
+    config: Config,
+    deps: Any,
+    sub: Any,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    topics: tuple[str, ...],
+    max_per_topic: int,
+    recipient: str,
+    out_dir: Path,
+) -> None:
+    from .deliver import build_message, domain_of, list_id, message_id, unsubscribe_mailto
+    from .pipeline import make_digest, write_digest_files
+
+    name = sub.name if sub else "one-off"
     sender = config.smtp.sender
+    unsubscribe = (sub.unsubscribe_url if sub else None) or unsubscribe_mailto(sender, name)
+    result = make_digest(
+        config,
+        deps,
+        start=start,
+        end=end,
+        topics=topics or (sub.topics if sub else ()),
+        max_per_topic=sub.max_items_per_topic if sub else max_per_topic,
+        subject=sub.subject if sub else "{title}: {count} new stories, {start} – {end}",
+        subscription=name,
+        unsubscribe=unsubscribe,
+        recipient=recipient,
+    )
     msg = build_message(
         result,
         sender=sender,
         recipient=recipient,
-        msg_id=message_id("one-off", start, recipient, domain_of(sender)),
+        msg_id=message_id(name, start, end, recipient, domain_of(sender)),
         date=now,
+        list_id=list_id(config, name),
+        unsubscribe=unsubscribe,
     )
-    paths = write_digest_files(result, Path(out_dir), msg.as_bytes())
+    paths = write_digest_files(result, out_dir, msg.as_bytes())
     click.echo(f"{result.item_count} stories, {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
     for p in paths:
         click.echo(f"  {p}")
+
+
+def _digest_send(
+    config: Config,
+    deps: Any,
+    subs: tuple[Any, ...],
+    start_opt: datetime | None,
+    end_opt: datetime | None,
+    now: datetime,
+    *,
+    dry_run: bool,
+    out_dir: str | None,
+) -> bool:
+    """Retry due pending copies, then send each subscription's period. True when nothing is left."""
+    from .digest_send import render_copies
+    from .pipeline import retry_pending, scheduled_window, send_digest
+
+    ok = True
+    for sub in subs:
+        start, end = scheduled_window(deps, sub, now)
+        start, end = start_opt or start, end_opt or end
+        if dry_run:
+            count, copies = render_copies(config, deps, sub, start, end, now)
+            click.echo(f"{sub.name}: {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC, {count} stories (dry run)")
+            if count == 0 and not sub.send_empty:
+                click.echo("  nothing new: would send nothing")
+                continue
+            for c in copies:
+                click.echo(f"  would send to {c.recipient}: {c.subject} {c.message_id} ({len(c.data)} bytes)")
+            if out_dir and copies:
+                for c in copies:
+                    path = Path(out_dir) / f"{sub.name}-{c.recipient}.eml"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(c.data)
+                    click.echo(f"  {path}")
+            continue
+        for report in retry_pending(config, deps, sub.name):
+            ok = _echo_report(report, retry=True) and ok
+        ok = _echo_report(send_digest(config, deps, sub, start, end)) and ok
+    return ok
+
+
+def _echo_report(report: Any, *, retry: bool = False) -> bool:
+    what = "retry of" if retry else "digest"
+    count = "" if report.item_count is None else f", {report.item_count} stories"
+    click.echo(
+        f"{report.subscription}: {what} {report.period_start:%Y-%m-%d %H:%M} – {report.period_end:%Y-%m-%d %H:%M} UTC{count}"
+    )
+    if report.skipped_empty:
+        click.echo("  nothing new: nothing sent (the next digest's window starts at the same time)")
+        return True
+    for r in report.results:
+        line = f"  {r.recipient}: {r.action}"
+        if r.status == "pending" and r.next_attempt:
+            line += f" (attempt {r.attempts}, next try after {r.next_attempt:%Y-%m-%d %H:%M} UTC)"
+        if r.error and r.status != "sent":
+            line += f" — {r.error}"
+        click.echo(click.style(line, fg="red") if r.status == "failed" else line)
+    if report.error:
+        click.echo(f"error: {report.error}", err=True)
+    if not report.ok:
+        click.echo(
+            f"{report.subscription}: {len(report.sent)} delivered, {len(report.pending)} pending, "
+            f"{len(report.failed)} failed",
+            err=True,
+        )
+    return bool(report.ok)
+
+
+def _digest_list(config: Config, subscription: str | None) -> None:
+    from .ledger import Ledger
+    from .store import SQLiteStore
+
+    store = SQLiteStore(config.database_path)
+    try:
+        rows = Ledger(store).rows(subscription)
+    finally:
+        store.close()
+    if not rows:
+        click.echo("no digests recorded yet")
+        return
+    tz = ZoneInfo(config.timezone)
+    click.echo(f"times in {config.timezone}")
+    click.echo(f"{'subscription':<14} {'period':<23} {'recipient':<28} {'status':<8} {'tries':>5}  when")
+    for r in rows:
+        period = f"{r.period_start.astimezone(tz):%m-%d %H:%M} – {r.period_end.astimezone(tz):%m-%d %H:%M}"
+        if r.status == "sent" and r.sent_at:
+            when = f"sent {r.sent_at.astimezone(tz):%Y-%m-%d %H:%M}"
+        elif r.status == "pending":
+            when = f"next try {r.next_attempt.astimezone(tz):%Y-%m-%d %H:%M}" if r.next_attempt else "not tried yet"
+        else:
+            when = ""
+        click.echo(f"{r.subscription:<14} {period:<23} {r.recipient:<28} {r.status:<8} {r.attempts:>5}  {when}")
+        if r.last_error and r.status != "sent":
+            click.echo(f"{'':<14} {'':<23} {r.last_error}")
 
 
 @main.command()

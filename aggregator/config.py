@@ -165,8 +165,10 @@ class DigestConfig(_Model):
     max_items_per_topic: int = Field(default=20, ge=1)
     subject: str = "{title}: {count} new stories, {start} – {end}"
     delivery: Literal["file", "smtp"] = "file"
-    outbox: str = "out/outbox"
-    unsubscribe_url: str | None = None
+    outbox: str = "out/outbox"  # for delivery: file; relative to the config file
+    unsubscribe_url: str | None = None  # https:// (one-click) or mailto:; default: mailto the sender
+    send_empty: bool = False  # a period with no new stories sends nothing and the window keeps growing
+    first_window_days: int = Field(default=7, ge=1)  # the first digest covers this many days
 
     @field_validator("name")
     @classmethod
@@ -175,15 +177,64 @@ class DigestConfig(_Model):
             raise ValueError(f"digest name {v!r}: use lowercase letters, digits, '-' or '_'")
         return v
 
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from email.headerregistry import Address
+
+        for addr in v:
+            try:
+                parsed = Address(addr_spec=addr)
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"recipient {addr!r} is not an e-mail address (user@domain)") from exc
+            if not parsed.username or not parsed.domain:
+                raise ValueError(f"recipient {addr!r} is not an e-mail address (user@domain)")
+        if len({a.lower() for a in v}) != len(v):
+            raise ValueError("recipients must be unique")
+        return v
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, v: str) -> str:
+        # Checked here so a typo fails `validate`, not the Monday-morning send.
+        try:
+            v.format(title="t", count=0, start="s", end="e", subscription="n")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"subject {v!r}: bad placeholder {exc}; use {{title}}, {{count}}, {{start}}, {{end}}, {{subscription}}"
+            ) from exc
+        return v
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _unsub(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(https://|mailto:)", v, re.I):
+            raise ValueError(f"unsubscribe_url must start with https:// or mailto:, got {v!r}")
+        return v
+
 
 class SmtpConfig(_Model):
+    """Outgoing mail server. Secrets live in environment variables named here, never in the file."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "tls"] = "none"
+    security: Literal["none", "starttls", "tls"] = "none"  # tls: implicit TLS (port 465)
     username_env: str | None = None  # names of environment variables, never the secrets
     password_env: str | None = None
     sender: str = "aggregator@localhost"
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0)  # per socket operation, seconds
+    ca_file: str | None = None  # extra CA bundle to trust (a private relay's certificate)
+    # Temporary failures (4xx, refused, timeouts) are retried after base * 2**(attempts-1),
+    # capped: 5 min, 10, 20, ... 6 h. After max_attempts the row is marked failed.
+    retry_base_seconds: float = Field(default=300.0, gt=0)
+    retry_max_seconds: float = Field(default=21600.0, gt=0)
+    max_attempts: int = Field(default=20, ge=1)
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> SmtpConfig:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("give both username_env and password_env (names of environment variables), or neither")
+        return self
 
 
 class FetchConfig(_Model):

@@ -1,16 +1,22 @@
 """Stories + templates -> Digest (subject, HTML, text). Pure: the period and 'now' are inputs.
 
-HTML and text are rendered from one context, so both always say the same thing.
+HTML and text are rendered from one context, so both always say the same thing. The HTML's
+<style> block is inlined into style="" attributes (css-inline), because many mail clients drop
+<style>; the @media rules (dark mode, phone widths) stay in a <style> block since they cannot be
+inlined and clients that support them read them there.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import css_inline
 import jinja2
 
 from .config import Config
@@ -19,6 +25,10 @@ from .types import DatePrecision, Digest, Entry, Story
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 _PACKAGED = Path(__file__).resolve().parent / "templates"
+
+EXCERPT_CHARS = 320  # about three lines at phone width: enough to decide whether to click
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")  # keeps \t and \n only
+_SPACES = re.compile(r"\s+")
 
 
 def template_env(directory: Path | None = None) -> jinja2.Environment:
@@ -37,12 +47,12 @@ def template_env(directory: Path | None = None) -> jinja2.Environment:
 @dataclass(frozen=True)
 class DigestItem:
     title: str
-    link: str | None
+    link: str | None  # http(s) only: a javascript: or data: link from a feed is dropped
     source: str
     date: str  # for people, in the configured zone; "date unknown" when there is none
     excerpt: str
     also: tuple[str, ...]
-    ref: int  # numbered link reference in the text version
+    ref: int  # numbered link reference in the text version; 0 when there is no link
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,34 @@ class DigestSection:
     title: str
     items: tuple[DigestItem, ...]
     total: int  # before the per-topic limit
+
+
+def clean_line(text: str | None) -> str:
+    """One line of plain text: no control characters (no header or terminal tricks), single spaces."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", text or "")).strip()
+
+
+def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str:
+    """The first `limit` characters, cut at a word boundary when there is one, with an ellipsis."""
+    line = clean_line(text)
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:  # CJK text has no spaces: cut mid-run rather than lose most of it
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:，。；：") + "…"
+
+
+def safe_link(url: str | None) -> str | None:
+    """Only absolute http(s) links become clickable."""
+    if not url:
+        return None
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or _CONTROL.search(url) or " " in url:
+        return None
+    return url
 
 
 def human_date(e: Entry, tz: ZoneInfo) -> str:
@@ -74,7 +112,10 @@ def build_context(
     max_per_topic: int = 20,
     subscription: str = "one-off",
     unsubscribe: str | None = None,
+    recipient: str | None = None,
 ) -> dict[str, object]:
+    """Everything both templates show. Stories keep their given order (first seen) within a topic;
+    a story in two topics appears in both and counts once."""
     tz = ZoneInfo(config.timezone)
     keys = [k for k in (topics or sorted(config.topics)) if k in config.topics]
     sections: list[DigestSection] = []
@@ -84,41 +125,59 @@ def build_context(
         chosen = [s for s in stories if key in s.topics]
         items = []
         for s in chosen[:max_per_topic]:
-            ref += 1
             shown.add(s.id)
             e = s.primary
+            link = safe_link(e.link)
+            if link:
+                ref += 1
             items.append(
                 DigestItem(
-                    title=e.title,
-                    link=e.link,
-                    source=source_label(e),
+                    title=clean_line(e.title) or "(untitled)",
+                    link=link,
+                    source=clean_line(source_label(e)),
                     date=human_date(e, tz),
-                    excerpt=e.summary,
-                    also=tuple(source_label(o) for o in s.others),
-                    ref=ref,
+                    excerpt=excerpt(e.summary or e.content_text),
+                    also=tuple(dict.fromkeys(clean_line(source_label(o)) for o in s.others)),
+                    ref=ref if link else 0,
                 )
             )
         if items:
             sections.append(DigestSection(key, config.topics[key].title, tuple(items), len(chosen)))
     count = len(shown)  # a story in two topics is one story
+    start_s = start.astimezone(tz).strftime("%Y-%m-%d")
+    end_s = end.astimezone(tz).strftime("%Y-%m-%d")
+    summary = ", ".join(f"{s.title}: {len(s.items)}" for s in sections)
     return {
-        "title": config.title,
+        "title": clean_line(config.title),
         "subscription": subscription,
-        "start": start.astimezone(tz).strftime("%Y-%m-%d"),
-        "end": end.astimezone(tz).strftime("%Y-%m-%d"),
+        "start": start_s,
+        "end": end_s,
         "timezone": config.timezone,
         "sections": sections,
         "count": count,
-        "preheader": "; ".join(f"{s.title}: {len(s.items)}" for s in sections) or "No new stories",
+        "topic_titles": [config.topics[k].title for k in keys],
+        "preheader": f"{count} {'story' if count == 1 else 'stories'}, {start_s} – {end_s}. {summary}".strip(),
         "feed_url": config.base_url + "feed.atom",
         "unsubscribe": unsubscribe,
+        "unsubscribe_is_mail": bool(unsubscribe and unsubscribe.lower().startswith("mailto:")),
+        "recipient": recipient,
     }
 
 
+# keep_at_rules: @media blocks (dark mode, narrow screens) stay in <style>; everything else is
+# inlined and dropped from the block. No remote stylesheets: rendering never touches the network.
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def inline_css(html: str) -> str:
+    return _INLINER.inline(html)
+
+
 def render_digest(context: dict[str, object], subject_template: str, env: jinja2.Environment | None = None) -> Digest:
+    """Render HTML (CSS inlined) and text from one context, and the subject from its template."""
     env = env or template_env()
-    html = env.get_template("digest.html.j2").render(**context)
+    html = inline_css(env.get_template("digest.html.j2").render(**context))
     text = env.get_template("digest.txt.j2").render(**context)
-    fields = {k: context[k] for k in ("title", "count", "start", "end")}
-    subject = subject_template.format(**fields)
+    fields = {k: context[k] for k in ("title", "count", "start", "end", "subscription")}
+    subject = clean_line(subject_template.format(**fields))
     return Digest(subject=subject, html=html, text=text, item_count=int(context["count"]))  # type: ignore[call-overload]

@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .config import Config, SourceConfig
+from .config import Config, DigestConfig, SourceConfig
 from .dedupe import build_stories
+from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
 from .errors import AggregatorError, FetchError, ParseError
 from .fetch import HttpFetcher
 from .local import read_local
@@ -42,16 +43,26 @@ class Deps:
     fetcher: HttpFetcher
     clock: Callable[[], datetime] = utc_now
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # (config, subscription) -> Mailer; tests point it at an SMTP server on 127.0.0.1.
+    mailer_factory: MailerFactory = default_mailer_factory
 
     def close(self) -> None:
         for close in reversed(self.closers):
             close()
 
 
-def make_deps(config: Config, *, clock: Callable[[], datetime] = utc_now) -> Deps:
+def make_deps(
+    config: Config, *, clock: Callable[[], datetime] = utc_now, mailer_factory: MailerFactory | None = None
+) -> Deps:
     store = SQLiteStore(config.database_path)
     fetcher = HttpFetcher(config.fetch)
-    return Deps(store=store, fetcher=fetcher, clock=clock, closers=[store.close, fetcher.close])
+    return Deps(
+        store=store,
+        fetcher=fetcher,
+        clock=clock,
+        closers=[store.close, fetcher.close],
+        mailer_factory=mailer_factory or default_mailer_factory,
+    )
 
 
 def _entries_from_docs(
@@ -196,6 +207,7 @@ def make_digest(
     subject: str = "{title}: {count} new stories, {start} – {end}",
     subscription: str = "one-off",
     unsubscribe: str | None = None,
+    recipient: str | None = None,
 ) -> Digest:
     from .digest import build_context, render_digest
 
@@ -209,6 +221,7 @@ def make_digest(
         max_per_topic=max_per_topic,
         subscription=subscription,
         unsubscribe=unsubscribe,
+        recipient=recipient,
     )
     return render_digest(ctx, subject)
 
@@ -221,3 +234,44 @@ def write_digest_files(digest: Digest, out_dir: Path, eml: bytes) -> list[Path]:
     write_atomic(paths[1], digest.text.encode("utf-8"))
     write_atomic(paths[2], eml)
     return paths
+
+# -- scheduled digests: render -> ledger -> deliver ----------------------------------------------
+
+
+def last_sent_period_end(store: SQLiteStore, subscription_name: str) -> datetime | None:
+    """End of the last period of this subscription that was accepted for at least one recipient."""
+    from .ledger import Ledger
+
+    return Ledger(store).last_sent_period_end(subscription_name)
+
+
+def scheduled_window(deps: Deps, subscription: DigestConfig, now: datetime) -> tuple[datetime, datetime]:
+    """From the last successfully sent digest (first time: `first_window_days` back) to now.
+
+    By first-seen time, so late-arriving or back-dated items still fall into the next digest.
+    """
+    last = last_sent_period_end(deps.store, subscription.name)
+    start = last if last is not None else now - timedelta(days=subscription.first_window_days)
+    return start, now
+
+
+def send_digest(
+    config: Config,
+    deps: Deps,
+    subscription: DigestConfig,
+    period_start: datetime,
+    period_end: datetime,
+) -> DeliveryReport:
+    """Render, record in the ledger, send, and mark sent: exactly once per (subscription, period,
+    recipient) as far as SMTP allows. Idempotent: calling it again sends nothing already accepted
+    and re-sends pending copies (when their backoff has run out) with the same Message-ID."""
+    from .digest_send import send_period
+
+    return send_period(config, deps, subscription, period_start, period_end)
+
+
+def retry_pending(config: Config, deps: Deps, subscription: str | None = None) -> list[DeliveryReport]:
+    """Re-send every pending ledger row whose backoff has run out (after a crash, 4xx, outage)."""
+    from .digest_send import retry_due
+
+    return retry_due(config, deps, subscription)
