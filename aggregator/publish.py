@@ -200,14 +200,17 @@ def select_window(config: Config, stories: Sequence[Story]) -> list[Story]:
 
 
 class _ProvenanceExtension(BaseEntryExtension):  # type: ignore[misc]
-    """Adds what feedgen cannot: full atom:source, the entry's xml:lang, title type="text"."""
+    """Adds what feedgen cannot: full atom:source, the entry's xml:lang, title type="text", and
+    the entry links (feedgen 1.0 drops rel, type and title of entry links: its loop variable
+    shadows the link dict with the new element)."""
 
     def __init__(self) -> None:
         self.source: SourceInfo | None = None
         self.lang: str | None = None
+        self.links: list[dict[str, str]] = []
 
-    def set(self, source: SourceInfo, lang: str | None) -> None:
-        self.source, self.lang = source, lang
+    def set(self, source: SourceInfo, lang: str | None, links: list[dict[str, str]]) -> None:
+        self.source, self.lang, self.links = source, lang, links
 
     def extend_atom(self, entry: Any) -> Any:
         # feedgen builds un-namespaced elements under a literal xmlns attribute; follow suit.
@@ -216,6 +219,8 @@ class _ProvenanceExtension(BaseEntryExtension):  # type: ignore[misc]
         title = entry.find("title")
         if title is not None:
             title.set("type", "text")
+        for attrs in self.links:
+            xml_elem("link", entry, **attrs)
         s = self.source
         if s is None:
             return entry
@@ -307,16 +312,14 @@ def build_atom(
             fe.published(_utc(e.published))
         for a in e.authors:
             fe.author({"name": _text(a)})
-        if is_http_url(e.link):
-            fe.link(href=e.link, rel="alternate", type="text/html")
-        for href, label in related_links(story):
-            fe.link(href=href, rel="related", type="text/html", title=label)
+        links = [{"rel": "alternate", "type": "text/html", "href": e.link or ""}] if is_http_url(e.link) else []
+        links += [{"rel": "related", "type": "text/html", "href": h, "title": t} for h, t in related_links(story)]
         fe.summary(_text(e.summary or e.title))
         fe.content(content_html(story), type="html")
         for key in story.topics:
             label = config.topics[key].title if key in config.topics else key
             fe.category(term=key, label=label, scheme=scheme)
-        fe.provenance.set(source_info(config, e), language_tag(e.language))
+        fe.provenance.set(source_info(config, e), language_tag(e.language), links)
     return bytes(fg.atom_str(pretty=True))
 
 
