@@ -72,7 +72,6 @@ def build_message(
     msg["To"] = recipient
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = msg_id
-    msg["MIME-Version"] = "1.0"
     if list_id:
         msg["List-Id"] = list_id
     if unsubscribe:
@@ -82,6 +81,8 @@ def build_message(
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(digest.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(digest.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for part in msg.iter_parts():
+        del part["MIME-Version"]  # EmailMessage adds it to every part; only the top level needs it
     msg.set_boundary("=_alt_" + hashlib.sha256(msg_id.encode()).hexdigest()[:24])
     return msg
 
@@ -190,7 +191,7 @@ class SmtpMailer:
                 conn.starttls(context=self.ssl_context)
                 conn.ehlo()
             if creds:
-                conn.login(*creds)
+                self._login(conn, *creds)
         except smtplib.SMTPAuthenticationError as exc:
             self._drop(conn)
             raise SendError(
@@ -215,6 +216,16 @@ class SmtpMailer:
             reason = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else str(exc) or type(exc).__name__
             raise SendError(f"cannot connect to SMTP server {self.where}: {reason}", stop_batch=True) from exc
         return conn
+
+    @staticmethod
+    def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
+        # One mechanism, one try: smtplib.login() falls through PLAIN -> LOGIN on a 535, which
+        # doubles the failed logins a server counts (and some servers answer LOGIN oddly).
+        if "plain" in conn.esmtp_features.get("auth", "").lower().split():
+            conn.user, conn.password = username, password
+            conn.auth("PLAIN", conn.auth_plain)
+        else:
+            conn.login(username, password)
 
     @staticmethod
     def _drop(conn: smtplib.SMTP | None) -> None:
@@ -346,13 +357,12 @@ def deliver_rows(
     sender: str,
     now: datetime,
     policy: SmtpConfig,
-    on_accepted: Callable[[LedgerRow], None] | None = None,
 ) -> tuple[dict[str, RecipientResult], str | None]:
     """Send due rows in order; every outcome is committed before the next message goes out.
 
     Returns results by recipient and a batch-level error, if one stopped the batch (the rows not
-    tried then stay pending with that error and the same backoff). `on_accepted` runs between the
-    server's acceptance and the ledger update: the one place where a crash can cause a resend.
+    tried then stay pending with that error and the same backoff). A crash between the server's
+    acceptance and `mark_sent` is the one place where a message can go out twice (same bytes).
     """
     results: dict[str, RecipientResult] = {}
     batch_error: str | None = None
@@ -366,8 +376,6 @@ def deliver_rows(
                     batch_error = error
                 _record_failure(ledger, row, error, exc.permanent, now, policy)
             else:
-                if on_accepted is not None:
-                    on_accepted(row)
                 ledger.mark_sent(row, now)
         else:
             # Not tried: the server is unreachable or rejects our login. Same backoff as the rest.
