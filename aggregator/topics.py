@@ -162,7 +162,7 @@ def _contributions(
     counts_title: Mapping[str, int], counts_body: Mapping[str, int], weights: Mapping[str, float], title_weight: float
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for term in counts_title.keys() | counts_body.keys():
+    for term in sorted(counts_title.keys() | counts_body.keys()):  # sorted: float sums in a fixed order
         w = weights[term]
         out[term] = w * (title_weight * (1 if counts_title.get(term) else 0) + min(counts_body.get(term, 0), BODY_CAP))
     return out
