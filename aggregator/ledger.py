@@ -171,6 +171,13 @@ class Ledger:
         for r in self.db.execute(sql + " ORDER BY period_start, subscription, recipient", args).fetchall():
             yield _row(r)
 
+    def first_period_start(self, subscription: str) -> datetime | None:
+        """Start of the earliest recorded period (sent or not)."""
+        r = self.db.execute(
+            "SELECT MIN(period_start) FROM digest_ledger WHERE subscription=?", (subscription,)
+        ).fetchone()
+        return _dt(r[0]) if r and r[0] else None
+
     def last_sent_period_end(self, subscription: str) -> datetime | None:
         """End of the latest period of which at least one recipient's copy was accepted."""
         r = self.db.execute(

@@ -249,9 +249,15 @@ def scheduled_window(deps: Deps, subscription: DigestConfig, now: datetime) -> t
     """From the last successfully sent digest (first time: `first_window_days` back) to now.
 
     By first-seen time, so late-arriving or back-dated items still fall into the next digest.
+    Before anything was ever accepted, the start stays at the first recorded period's start, so
+    a first digest that never got through is covered (and replaced) by the next one.
     """
-    last = last_sent_period_end(deps.store, subscription.name)
-    start = last if last is not None else now - timedelta(days=subscription.first_window_days)
+    from .ledger import Ledger
+
+    ledger = Ledger(deps.store)
+    start = ledger.last_sent_period_end(subscription.name) or ledger.first_period_start(subscription.name)
+    if start is None:
+        start = now - timedelta(days=subscription.first_window_days)
     return start, now
 
 
