@@ -1,145 +1,302 @@
 """Finding a page's publication date in the places news pages put it.
 
-We look only where dates live: a date line near the top, a labelled field (`Date: ...`,
-`发布时间：...`, or a `Date` label with the value on the next line), and an "On August 16"
-dateline at the start of the body. A whole-page fuzzy search is deliberately absent: it
-turns "2023 Academic Conference" or a phone number into a publication date.
+We look only where dates live, in this order:
+
+1. a labelled field (`Date: 2025-11-04`, `发布时间：2026-05-20 09:00`, `Posted on March 3, 2025`,
+   or a `Date` label with its value on the next line) in a short metadata line;
+2. a line in the page header or in the trailing metadata block that is mostly a date
+   (`2026年03月10日 15:38  点击:[]`);
+3. a dateline opening the first body paragraphs (`On August 16, ...`, `8月16日，...`,
+   `BEIJING, March 3 (Xinhua) --`). Without a year there, the year is inferred only when the
+   article text mentions exactly one year; otherwise the date stays unknown.
+
+A whole-page fuzzy search is deliberately absent: it turns "2023 Academic Conference" or a
+phone number into a publication date. Nothing here ever falls back to the fetch time, and a
+date after the fetch time is rejected (a typo or an event announcement, not a publication).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from .types import DatePrecision
 
 _MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8,
-    "sep": 9, "sept": 9, "oct": 10, "nov": 11, "dec": 12,
+    "sep": 9, "oct": 10, "nov": 11, "dec": 12,
 }  # fmt: skip
-_MON = r"(?P<mon>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-_TIME = r"(?:[ T]+(?P<H>\d{1,2})[:：](?P<M>\d{2})(?::\d{2})?)?"
-_PATTERNS = [
-    re.compile(r"(?P<y>(?:19|20)\d{2})\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日" + _TIME),
-    re.compile(r"(?<!\d)(?P<y>(?:19|20)\d{2})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})(?!\d)" + _TIME),
-    re.compile(r"(?<!\d)(?P<d>\d{1,2})[/.](?P<m>\d{1,2})[/.](?P<y>(?:19|20)\d{2})(?!\d)" + _TIME),
-    re.compile(r"\b" + _MON + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\s*,?\s*(?P<y>(?:19|20)\d{2})\b" + _TIME, re.I),
-    re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+" + _MON + r",?\s*(?P<y>(?:19|20)\d{2})\b" + _TIME, re.I),
+_MON = (
+    r"(?P<mon>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_Y = r"(?P<y>(?:19|20)\d{2})"
+# Clock time after a date: "15:38", "T09:00:00", ", 3:05 pm", "15时38分"; an optional UTC offset.
+_TIME = (
+    r"(?:(?:\s*|T|\s*,\s*|\s+at\s+)(?P<H>[01]?\d|2[0-3])\s*[:：时]\s*(?P<M>[0-5]\d)(?:\s*分)?(?:[:：][0-5]\d(?:\.\d+)?)?"
+    r"(?:\s*(?P<ampm>[ap])\.?m\.?\b)?"
+    r"(?:\s*(?P<off>Z|[+-](?:[01]\d):?[0-5]\d|(?:UTC|GMT)(?:\s*[+-]\s*\d{1,2}(?::?\d{2})?)?)(?![\w+-]))?)?"
+)
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("zh", re.compile(_Y + r"\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]" + _TIME)),
+    ("ymd", re.compile(r"(?<![\d.])" + _Y + r"(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})(?![\d.])" + _TIME)),
+    ("dmy", re.compile(r"(?<![\d./-])(?P<d>\d{1,2})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)" + _Y + r"(?!\d)" + _TIME)),
+    ("mdy", re.compile(r"\b" + _MON + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\s*,?\s*" + _Y + r"\b" + _TIME, re.I)),
+    ("dmy-name", re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+" + _MON + r",?\s*" + _Y + r"\b" + _TIME, re.I)),
 ]
-_LABEL = re.compile(
-    r"^(?:date|published|posted|posted on|release date|发布时间|发布日期|日期|时间|更新时间)\s*[:：]?\s*(?P<rest>.*)$",
+_WEEKDAY = re.compile(
+    r"^\s*(?:(?:mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\.?,?|星期[一二三四五六日天]|周[一二三四五六日])\s*",
     re.I,
 )
-_DATELINE = re.compile(r"^(?:on\s+)" + _MON + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\b", re.I)
-_ZH_DATELINE = re.compile(r"^(?:\S{0,12}?)(?P<m>\d{1,2})月(?P<d>\d{1,2})日")
-_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
-_NOISE = re.compile(
-    r"(点击|浏览|阅读)[:：]?\s*[\[\(（]?\s*\d*\s*[\]\)）]?|views?\s*[:：]?\s*\d*|作者[:：].*|来源[:：].*", re.I
+# Labels whose value is the publication date; "updated" labels count only when nothing else does.
+_PUBLISHED_LABELS = (
+    r"date|dated|published(?:\s+on)?|publish(?:ed)?\s+date|publication\s+date|posted(?:\s+on)?|release\s+date"
+    r"|released(?:\s+on)?|issued(?:\s+on)?|time|发布时间|发布日期|发表时间|发表日期|发稿时间|发文日期|日期|时间"
+    r"|上传时间|录入时间|创建时间|发布|发表于|发布于"
 )
+_UPDATED_LABELS = r"updated(?:\s+on)?|last\s+updated|modified|更新时间|更新日期|修改时间"
+LABEL_RE = re.compile(
+    r"(?:^|(?<=[\s|｜\[【(（•·,，;；]))(?P<label>"
+    + _PUBLISHED_LABELS
+    + "|"
+    + _UPDATED_LABELS
+    + r")\s*(?P<colon>[:：])?\s*",
+    re.I,
+)
+_UPDATED_RE = re.compile(r"^(?:" + _UPDATED_LABELS + r")$", re.I)
+# The other fields of a metadata line, removed before judging whether a line is "mostly a date".
+_NOISE = re.compile(
+    r"(?:点击|浏览|阅读|访问)(?:次数|数|量)?\s*[:：]?\s*[\[\(（【]?\s*\d*\s*[\]\)）】]?"
+    r"|\b(?:views?|hits?|reads?|clicks?)\s*[:：]?\s*\d*|\d+\s*(?:views?|hits?|reads?)\b"
+    r"|(?:作者|来源|编辑|责任编辑|供稿|审核|摄影|通讯员|记者|source|author|editor|by|from)\s*[:：]\s*\S*(?:\s\S+)?"
+    r"|\bby\s+[A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3}"
+    r"|[\[【(（]?\s*(?:字号|字体)\s*[:：]?.*$|\b(?:am|pm)\b|(?:北京时间|beijing time)",
+    re.I,
+)
+_YEAR = re.compile(r"(?<![\d.,])((?:19|20)\d{2})(?![\d%])")
+_DATELINES = [
+    # "On August 16, ...", "On Monday, March 3rd, 2025 ..."
+    re.compile(
+        r"^on\s+(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day,?\s+)?"
+        + _MON
+        + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?:\s*,?\s*(?P<y>(?:19|20)\d{2})\b)?",
+        re.I,
+    ),
+    # "BEIJING, March 3 (Xinhua) --", "GANZHOU, Aug. 16 —"
+    re.compile(
+        r"^[A-Z][A-Z .'-]{1,30},\s*" + _MON + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?(?:\s*,?\s*(?P<y>(?:19|20)\d{2}))?"
+        r"\s*(?:\(|--|—|–|-)",
+    ),
+    # "8月16日，…", "本报讯 8月16日上午，…", "（记者 张三）2024年3月9日，…"
+    re.compile(
+        r"^(?:[（(][^（）()]{0,20}[）)])?\s*(?:本报讯|[^\s，。]{0,10}?讯|[^\s，。]{0,10}?电)?\s*[（(]?[^（）()，。]{0,12}?[）)]?\s*"
+        r"(?:(?P<y>(?:19|20)\d{2})\s*年\s*)?(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日"
+    ),
+]
 
-HEAD_LINES = 20  # date lines live in the page header
+LONG_LINE = 400  # only the start of a line is searched: dates sit at the start of metadata lines
+
+
+@dataclass(frozen=True)
+class ParsedDate:
+    value: datetime  # aware UTC
+    precision: DatePrecision
+    matched: str  # the text that was read as a date
+    note: str = ""  # how an ambiguous form was read
 
 
 @dataclass(frozen=True)
 class FoundDate:
+    """The outcome of the date search: a value (or None), its precision and where it came from."""
+
     value: datetime | None
     precision: DatePrecision
     provenance: str
-    line_index: int | None = None
-    consumed: frozenset[int] = field(default_factory=frozenset)
+    consumed: frozenset[int] = field(default_factory=frozenset)  # line indices that were date metadata
 
 
 def _month(name: str) -> int:
     return _MONTHS[name.lower().rstrip(".")[:3]]
 
 
-def _build(m: re.Match[str], tz: tzinfo) -> tuple[datetime, DatePrecision] | None:
+def _offset(text: str) -> tzinfo | None:
+    t = text.upper().replace(" ", "")
+    if t in ("Z", "UTC", "GMT"):
+        return UTC
+    m = re.fullmatch(r"(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?", t)
+    if not m:
+        return None
+    delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
+    return timezone(delta if m.group(1) == "+" else -delta)
+
+
+def _build(kind: str, m: re.Match[str], tz: tzinfo) -> ParsedDate | None:
     g = m.groupdict()
+    note = ""
     try:
         month = _month(g["mon"]) if g.get("mon") else int(g["m"])
         day, year = int(g["d"]), int(g["y"])
+        if kind == "dmy" and month > 12 >= day:
+            day, month, note = month, day, " (read as month/day/year)"
+        elif kind == "dmy" and day <= 12 and month <= 12 and day != month:
+            note = " (read as day/month/year)"
         if g.get("H") is not None:
-            local = datetime(year, month, day, int(g["H"]), int(g["M"]), tzinfo=tz)
-            return local.astimezone(UTC), DatePrecision.MINUTE
-        return datetime(year, month, day, tzinfo=tz).astimezone(UTC), DatePrecision.DAY
-    except (ValueError, KeyError):
+            hour = int(g["H"])
+            if g.get("ampm"):
+                hour = hour % 12 + (12 if g["ampm"].lower() == "p" else 0)
+            zone = _offset(g["off"]) if g.get("off") else None
+            local = datetime(year, month, day, hour, int(g["M"]), tzinfo=zone or tz)
+            return ParsedDate(local.astimezone(UTC), DatePrecision.MINUTE, m.group(0).strip(), note)
+        local = datetime(year, month, day, tzinfo=tz)
+        return ParsedDate(local.astimezone(UTC), DatePrecision.DAY, m.group(0).strip(), note)
+    except (ValueError, KeyError, OverflowError):
         return None
 
 
-def parse_date_text(text: str, tz: tzinfo) -> tuple[datetime, DatePrecision, str] | None:
-    """Parse one explicit date (with year) from a short piece of text."""
-    for pat in _PATTERNS:
-        m = pat.search(text)
-        if m:
-            built = _build(m, tz)
-            if built:
-                return built[0], built[1], m.group(0).strip()
-    return None
+def parse_date_text(text: str, tz: tzinfo, *, at_start: bool = False) -> ParsedDate | None:
+    """Parse the first explicit date (with a year) in a short piece of text.
+
+    Local times are in `tz` unless the text carries an offset. With `at_start`, the date must
+    open the text (after an optional weekday), as in the value of a `Date:` label.
+    """
+    text = text[:LONG_LINE]
+    if at_start:
+        text = _WEEKDAY.sub("", text, count=1)
+    best: tuple[int, ParsedDate] | None = None
+    for kind, pat in _PATTERNS:
+        for m in pat.finditer(text):
+            if at_start and m.start() > 2:
+                break
+            built = _build(kind, m, tz)
+            if built and (best is None or m.start() < best[0]):
+                best = (m.start(), built)
+            break
+    return best[1] if best else None
 
 
-def _is_mostly_date(line: str, matched: str) -> bool:
-    rest = _NOISE.sub("", line.replace(matched, "")).strip(" |-·/[]()：:")
+def mostly_date(line: str, matched: str) -> bool:
+    """True when a line is a date plus metadata noise (views, author, source), not prose."""
+    rest = _NOISE.sub(" ", line.replace(matched, " "))
+    rest = LABEL_RE.sub(" ", rest)
+    rest = re.sub(r"[\s|｜\-–—·•/\[\]()（）【】:：,，]+", "", rest)
     return len(rest) <= 12
 
 
-def find_date(lines: list[str], *, tz: tzinfo, fetched_at: datetime) -> FoundDate | None:
-    """Find the publication date of a page given as non-empty stripped lines."""
-    latest = fetched_at + timedelta(days=1)  # a date in the future of the fetch is not a publication date
+def years_in(text: str, *, until: int) -> set[int]:
+    """Distinct plausible years (1900..until) written in a text."""
+    return {int(y) for y in _YEAR.findall(text) if 1900 <= int(y) <= until}
 
-    def ok(value: datetime) -> bool:
-        return value <= latest
 
-    # 1. Labelled fields anywhere ("Date: 2025-11-04", or "Date" then the value on the next line).
-    for i, ln in enumerate(lines):
-        m = _LABEL.match(ln)
-        if not m:
+def find_date(
+    lines: Sequence[str],
+    *,
+    tz: tzinfo,
+    fetched_at: datetime,
+    header: range,
+    trailer: range,
+    metadata_lines: frozenset[int],
+    dated_metadata: frozenset[int] = frozenset(),
+    opening: Sequence[int],
+    article_text: str,
+) -> FoundDate:
+    """Find the publication date of a page.
+
+    `lines` are the page's non-empty lines; `header` and `trailer` are the index ranges before
+    the body and after its last paragraph; `metadata_lines` are short non-prose lines anywhere,
+    `dated_metadata` those made only of metadata fields with a date (source | date | hits);
+    `opening` are the indices of the first body paragraphs; `article_text` is the kept title and
+    body (for year evidence, never the boilerplate around it).
+    """
+    rejected: list[str] = []
+
+    def ok(p: ParsedDate, where: str) -> bool:
+        if p.value > fetched_at:
+            rejected.append(f"{p.matched!r} in {where} is after the fetch time")
+            return False
+        return True
+
+    # 1. Labelled fields in metadata lines.
+    updated: FoundDate | None = None
+    for i in sorted(metadata_lines | set(header) | set(trailer)):
+        ln = lines[i]
+        if len(ln) > LONG_LINE:
             continue
-        rest, consumed = m.group("rest"), {i}
-        if not rest and i + 1 < len(lines):
-            rest, consumed = lines[i + 1], {i, i + 1}
-        parsed = parse_date_text(rest, tz)
-        if parsed and ok(parsed[0]):
-            return FoundDate(parsed[0], parsed[1], f"labelled field {ln!r} (line {i + 1})", i, frozenset(consumed))
+        for m in LABEL_RE.finditer(ln):
+            rest = ln[m.end() :]
+            consumed = {i}
+            if not rest.strip() and i + 1 < len(lines):
+                rest, consumed = lines[i + 1], {i, i + 1}
+            elif not m.group("colon") and m.start() > 0:
+                continue  # "time" inside a sentence is not a label
+            parsed = parse_date_text(rest, tz, at_start=True)
+            where = f"labelled field {ln.strip()!r} (line {i + 1})"
+            if len(consumed) == 2:
+                where = f"labelled field {ln.strip()!r} with value {rest.strip()!r} (lines {i + 1}-{i + 2})"
+            if parsed and ok(parsed, where):
+                found = FoundDate(parsed.value, parsed.precision, where + parsed.note, frozenset(consumed))
+                if _UPDATED_RE.match(m.group("label").strip()):
+                    updated = updated or found
+                    continue
+                return found
 
-    # 2. A line near the top that is mostly a date (with a time, view counter, author...).
-    for i, ln in enumerate(lines[:HEAD_LINES]):
-        parsed = parse_date_text(ln, tz)
-        if parsed and _is_mostly_date(ln, parsed[2]) and ok(parsed[0]):
-            return FoundDate(parsed[0], parsed[1], f"date line {ln!r} (line {i + 1})", i, frozenset({i}))
+    # 2. A line in the header or the trailing block that is mostly a date.
+    for zone, name in ((header, "page header"), (trailer, "metadata after the body")):
+        for i in zone:
+            ln = lines[i]
+            parsed = parse_date_text(ln, tz)
+            if parsed and (i in dated_metadata or mostly_date(ln, parsed.matched)):
+                where = f"date line {ln.strip()!r} in the {name} (line {i + 1})"
+                if ok(parsed, where):
+                    return FoundDate(parsed.value, parsed.precision, where + parsed.note, frozenset({i}))
+    if updated:
+        return updated
 
-    # 3. A dateline opening a body paragraph: "On August 16, ..." / "8月16日，..." (no year).
-    body_text = "\n".join(lines)
-    for i, ln in enumerate(lines[:HEAD_LINES]):
-        m = _DATELINE.match(ln)
-        zm = None if m else _ZH_DATELINE.match(ln)
-        if not (m or zm):
-            continue
-        if m:
-            month = _month(m.group("mon"))
-            day = int(m.group("d"))
-        else:
-            assert zm is not None
-            month, day = int(zm.group("m")), int(zm.group("d"))
-        snippet = (m or zm).group(0)  # type: ignore[union-attr]
-        years = {int(y) for y in _YEAR.findall(body_text) if int(y) <= fetched_at.year}
-        if len(years) == 1:
-            year = years.pop()
-            try:
-                value = datetime(year, month, day, tzinfo=tz).astimezone(UTC)
-            except ValueError:
-                return None
-            if ok(value):
-                return FoundDate(
-                    value,
-                    DatePrecision.INFERRED_YEAR,
-                    f"dateline {snippet!r} (line {i + 1}); year {year} is the only year the text mentions",
-                    None,
-                )
-        return FoundDate(
-            None,
-            DatePrecision.NONE,
-            f"dateline {snippet!r} (line {i + 1}) has no year and the text gives no single year",
-            None,
-        )
-    return None
+    # 3. A dateline opening the body.
+    for i in opening:
+        ln = lines[i]
+        for pat in _DATELINES:
+            dl = pat.match(ln)
+            if dl:
+                return _from_dateline(dl, i, tz=tz, fetched_at=fetched_at, article_text=article_text, rejected=rejected)
+
+    why = "no labelled date, date line or dateline found"
+    if rejected:
+        why += "; ignored " + "; ".join(rejected)
+    return FoundDate(None, DatePrecision.NONE, why)
+
+
+def _from_dateline(
+    m: re.Match[str], i: int, *, tz: tzinfo, fetched_at: datetime, article_text: str, rejected: list[str]
+) -> FoundDate:
+    g = m.groupdict()
+    snippet = m.group(0).strip()
+    where = f"dateline {snippet!r} (line {i + 1})"
+    try:
+        month = _month(g["mon"]) if g.get("mon") else int(g["m"])
+        day = int(g["d"])
+        if g.get("y"):
+            value = datetime(int(g["y"]), month, day, tzinfo=tz).astimezone(UTC)
+            if value <= fetched_at:
+                return FoundDate(value, DatePrecision.DAY, where)
+            return FoundDate(None, DatePrecision.NONE, f"{where} is after the fetch time")
+        datetime(2000, month, day)  # validates month/day (2000 is a leap year)
+    except (ValueError, KeyError):
+        return FoundDate(None, DatePrecision.NONE, f"{where} is not a valid date")
+    years = years_in(article_text, until=fetched_at.year)
+    if len(years) != 1:
+        said = "no year" if not years else f"several years ({', '.join(map(str, sorted(years)))})"
+        return FoundDate(None, DatePrecision.NONE, f"{where} has no year and the text mentions {said}")
+    year = years.pop()
+    try:
+        value = datetime(year, month, day, tzinfo=tz).astimezone(UTC)
+    except ValueError:
+        return FoundDate(None, DatePrecision.NONE, f"{where}: {year} has no such day")
+    if value > fetched_at:
+        return FoundDate(None, DatePrecision.NONE, f"{where} with the year {year} would be after the fetch time")
+    return FoundDate(
+        value,
+        DatePrecision.INFERRED_YEAR,
+        f"{where}; year {year} inferred: it is the only year the article text mentions",
+    )
