@@ -6,13 +6,15 @@ Pure: no network, no clock (the fetch time is passed in).
 from __future__ import annotations
 
 import calendar
-import html
+import io
 import json
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+import charset_normalizer
 import feedparser
 
+from ._text import paragraphs_to_html
 from .article import extract_article
 from .errors import ParseError
 from .types import DatePrecision, FeedMeta, Fetched, RawItem
@@ -45,21 +47,32 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
     Raises ParseError when the document is not a feed at all.
     """
     assert doc.content is not None
-    if doc.location.endswith(".json") or doc.content.lstrip()[:1] == b"{":
+    headers = {k.lower(): v for k, v in doc.headers.items()}
+    if _is_json_feed(doc, headers.get("content-type", "")):
         return _parse_json_feed(doc), []
-    parsed = feedparser.parse(
-        doc.content,
-        response_headers={k.lower(): v for k, v in doc.headers.items()},
-        sanitize_html=True,
-        resolve_relative_uris=True,
-    )
+    if doc.location.startswith(("http://", "https://")):
+        # Relative links resolve against the URL the feed came from (after redirects).
+        headers.setdefault("content-location", doc.location)
+    parsed = _feedparse(doc.content, headers)
     warnings: list[str] = []
+    reason = parsed.get("bozo_exception")
+    if isinstance(reason, feedparser.CharacterEncodingOverride) and parsed.get("encoding") in _LAST_RESORT:
+        # Neither the header nor the XML prolog named a charset that fits, and feedparser fell back
+        # to a Western single-byte code page (mojibake for GBK/GB18030/Shift_JIS...). Detect it.
+        guess = charset_normalizer.from_bytes(doc.content).best()
+        if guess is not None and guess.encoding and guess.encoding.replace("_", "-") not in _LAST_RESORT:
+            media = headers.get("content-type", "application/xml").split(";", 1)[0]
+            parsed = _feedparse(doc.content, {**headers, "content-type": f"{media}; charset={guess.encoding}"})
+            warnings.append(f"charset missing or wrong; detected {guess.encoding}")
+            reason = parsed.get("bozo_exception")
     version = parsed.get("version") or ""
     if not version and not parsed.entries:
-        reason = parsed.get("bozo_exception")
-        raise ParseError(f"not a feed{f' ({reason})' if reason else ''}")
-    if parsed.get("bozo"):
-        warnings.append(f"feed is not well-formed, entries kept: {parsed.get('bozo_exception')}")
+        raise ParseError(f"not a feed{f' ({_one_line(reason)})' if reason else ''}")
+    if parsed.get("bozo") and not parsed.entries and doc.content.strip():
+        # A feed so broken that nothing was recovered: an error, so its validators are not stored.
+        raise ParseError(f"malformed feed, no entries could be read ({_one_line(reason)})")
+    if parsed.get("bozo") and not isinstance(reason, _BENIGN):
+        warnings.append(f"feed is not well-formed, entries kept: {_one_line(reason)}")
     f = parsed.feed
     meta = FeedMeta(
         id=f.get("id") or f.get("link") or (doc.location if doc.location.startswith("http") else None),
@@ -68,11 +81,15 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
         updated=_struct_to_dt(f.get("updated_parsed")),
     )
     items: list[RawItem] = []
+    empty = 0
     for e in parsed.entries:
         content_html = None
         if e.get("content"):
             content_html = "".join(c.get("value", "") for c in e["content"])
         summary = e.get("summary")
+        if not any((e.get("title"), e.get("link"), e.get("id"), content_html, summary)):
+            empty += 1  # e.g. the half-item at the end of a truncated feed: nothing to show
+            continue
         published = _struct_to_dt(e.get("published_parsed"))
         updated = _struct_to_dt(e.get("updated_parsed"))
         authors = tuple(a.get("name") for a in e.get("authors", []) if a.get("name")) or (
@@ -97,10 +114,44 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
                 feed=meta,
             )
         )
+    if empty:
+        warnings.append(f"{empty} empty item(s) skipped")
+    if not items and parsed.entries and parsed.get("bozo"):
+        raise ParseError(f"malformed feed, no usable entries ({_one_line(reason)})")
     return items, warnings
 
 
+# feedparser's fallbacks when no declared charset decodes the bytes.
+_LAST_RESORT = ("windows-1252", "cp1252", "iso-8859-2")
+# A missing or odd Content-Type, or a charset the XML prolog corrected: the feed itself read fine.
+_BENIGN = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
+
+
+def _feedparse(content: bytes, headers: dict[str, str]) -> Any:
+    return feedparser.parse(
+        # A file object, never bytes or str: feedparser would treat a short body as a path or URL.
+        io.BytesIO(content),
+        response_headers=headers,
+        sanitize_html=True,
+        resolve_relative_uris=True,
+    )
+
+
+def _one_line(exc: object) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _is_json_feed(doc: Fetched, content_type: str) -> bool:
+    """JSON Feed by media type, file name, or (servers often say text/plain) a leading '{'."""
+    assert doc.content is not None
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in ("application/feed+json", "application/json"):
+        return True
+    return doc.location.endswith(".json") or doc.content.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
+
+
 def _parse_json_feed(doc: Fetched) -> list[RawItem]:
+    """JSON Feed 1.0 and 1.1 (https://jsonfeed.org/version/1.1) -> RawItems."""
     assert doc.content is not None
     try:
         data = json.loads(decode_text(doc.content))
@@ -108,38 +159,55 @@ def _parse_json_feed(doc: Fetched) -> list[RawItem]:
         raise ParseError(f"not a JSON Feed: {exc}") from exc
     if not isinstance(data, dict) or "jsonfeed.org" not in str(data.get("version", "")):
         raise ParseError("not a JSON Feed (no jsonfeed.org version)")
+    raw_items = data.get("items", [])
+    if not isinstance(raw_items, list):
+        raise ParseError("not a JSON Feed ('items' is not a list)")
     meta = FeedMeta(
-        id=data.get("feed_url") or data.get("home_page_url"), title=data.get("title"), link=data.get("home_page_url")
+        id=_str(data.get("feed_url")) or _str(data.get("home_page_url")),
+        title=_str(data.get("title")),
+        link=_str(data.get("home_page_url")),
     )
     items = []
-    for it in data.get("items", []):
+    for it in raw_items:
         if not isinstance(it, dict):
             continue
         pub = _iso(it.get("date_published"))
         upd = _iso(it.get("date_modified"))
-        body_html = it.get("content_html")
-        if body_html is None and it.get("content_text"):
-            body_html = "<p>" + html.escape(it["content_text"]) + "</p>"
+        body_html = _str(it.get("content_html"))
+        if body_html is None and _str(it.get("content_text")):
+            body_html = paragraphs_to_html(it["content_text"])
+        # 1.1 has `authors` (a list); 1.0 had a single `author` object.
+        people = it.get("authors") or data.get("authors") or [it.get("author") or data.get("author")]
+        authors = tuple(str(a["name"]) for a in people if isinstance(a, dict) and _str(a.get("name")))
         items.append(
             RawItem(
                 source=doc.source,
-                guid=str(it.get("id")) if it.get("id") is not None else None,
-                link=it.get("url"),
-                title=it.get("title"),
+                guid=str(it.get("id")) if it.get("id") not in (None, "") else None,
+                link=_str(it.get("url")) or _str(it.get("external_url")),
+                title=_str(it.get("title")),
                 content_html=body_html,
-                summary=it.get("summary"),
+                summary=_str(it.get("summary")),
                 published=pub or upd,
                 updated=upd or pub,
                 date_precision=DatePrecision.MINUTE if (pub or upd) else DatePrecision.NONE,
                 date_provenance="feed entry date" if (pub or upd) else None,
-                authors=tuple(str(a["name"]) for a in it.get("authors", []) if isinstance(a, dict) and a.get("name")),
-                site_name=data.get("title"),
-                language=it.get("language") or data.get("language"),
+                authors=authors,
+                site_name=meta.title,
+                language=_str(it.get("language")) or _str(data.get("language")),
                 location=doc.location,
                 feed=meta,
             )
         )
     return items
+
+
+def _str(value: Any) -> str | None:
+    """A JSON value that should be a string: a non-empty string or None (numbers are stringified)."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def _iso(value: Any) -> datetime | None:

@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from . import health
 from .config import Config, DigestConfig, SourceConfig
 from .dedupe import build_stories
 from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
 from .errors import AggregatorError, FetchError, ParseError
-from .fetch import HttpFetcher
+from .fetch import HttpFetcher, permanent_redirect
+from .health import HealthPolicy
 from .local import read_local
 from .normalize import normalize
 from .parse import parse_document
@@ -108,72 +110,169 @@ def refresh_source_local(config: Config, deps: Deps, source: SourceConfig, now: 
     return _store_entries(deps, source.name, entries, now, warnings=tuple(warnings), skipped=tuple(skipped))
 
 
+def _health_policy(config: Config, source: SourceConfig) -> HealthPolicy:
+    return HealthPolicy(
+        warn_after_failures=config.fetch.warn_after_failures,
+        max_backoff=timedelta(hours=config.fetch.max_backoff_hours),
+        min_interval=timedelta(minutes=source.min_interval_minutes),
+    )
+
+
+def _remote_failure(
+    deps: Deps,
+    source: SourceConfig,
+    state: SourceState,
+    policy: HealthPolicy,
+    now: datetime,
+    error: str,
+    *,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    moved: str | None = None,
+) -> SourceResult:
+    """Record a failed fetch or parse: stored entries and validators stay; the source backs off."""
+    new = health.after_failure(
+        state, now=now, error=error, policy=policy, status=status, headers=headers, permanent_redirect=moved
+    )
+    deps.store.put_source_state(new)
+    lasting = health.should_warn(new, policy)
+    # A single failure is usually a blip: it is logged quietly and warned about once it lasts.
+    log.log(
+        logging.WARNING if lasting else logging.INFO,
+        "%s: %s (%d failure(s) in a row; next try %s)",
+        source.name,
+        new.last_error,
+        new.consecutive_failures,
+        new.next_attempt.isoformat() if new.next_attempt else "after `aggregator sources enable`",
+    )
+    return SourceResult(
+        source.name,
+        failed=True,
+        error=new.last_error,
+        consecutive_failures=new.consecutive_failures,
+        lasting=lasting,
+        deferred_until=new.next_attempt,
+        moved_to=moved,
+    )
+
+
 def _record_remote(
     config: Config, deps: Deps, source: SourceConfig, state: SourceState, got: Fetched | FetchError, now: datetime
 ) -> SourceResult:
     """Parse and store one remote result and update the source's health. Never raises."""
+    policy = _health_policy(config, source)
     if isinstance(got, FetchError):
-        deps.store.put_source_state(
-            dataclasses.replace(
-                state,
-                last_attempt=now,
-                last_error=str(got),
-                consecutive_failures=state.consecutive_failures + 1,
-                disabled=state.disabled or (got.status == 410),
-            )
+        hops = getattr(got, "redirects", ())
+        return _remote_failure(
+            deps,
+            source,
+            state,
+            policy,
+            now,
+            str(got),
+            status=got.status,
+            headers=getattr(got, "headers", None),
+            moved=permanent_redirect(hops),
         )
-        return SourceResult(source.name, failed=True, error=str(got))
+    moved = permanent_redirect(got.redirects)
+    if moved:
+        log.warning("%s: permanently moved to %s; update its url in feeds.yaml", source.name, moved)
     if got.content is None:  # 304: nothing to parse, nothing changes
         deps.store.put_source_state(
-            dataclasses.replace(state, last_attempt=now, last_success=now, last_error=None, consecutive_failures=0)
-        )
-        return SourceResult(source.name, not_modified=True, unchanged=state.entry_count)
-    entries, warnings, bad = _entries_from_docs(config, source, [got], now)
-    if bad:
-        deps.store.put_source_state(
-            dataclasses.replace(
-                state, last_attempt=now, last_error=bad[0], consecutive_failures=state.consecutive_failures + 1
+            health.after_success(
+                state,
+                now=now,
+                headers=got.headers,
+                policy=policy,
+                etag=got.headers.get("etag") or state.etag,
+                last_modified=got.headers.get("last-modified") or state.last_modified,
+                permanent_redirect=moved,
             )
         )
-        return SourceResult(source.name, failed=True, error=bad[0])
-    result = _store_entries(deps, source.name, entries, now, warnings=tuple(warnings))
+        return SourceResult(source.name, not_modified=True, unchanged=state.entry_count, moved_to=moved)
+    entries, warnings, bad = _entries_from_docs(config, source, [got], now)
+    if bad:
+        return _remote_failure(deps, source, state, policy, now, bad[0], moved=moved)
+    for w in warnings:
+        log.warning("%s: %s", source.name, w)
+    result = _store_entries(deps, source.name, entries, now, warnings=tuple(warnings), moved_to=moved)
     # Validators are stored only after a successful ingest, so a failed parse is retried in full.
     deps.store.put_source_state(
-        dataclasses.replace(
+        health.after_success(
             state,
+            now=now,
+            headers=got.headers,
+            policy=policy,
             etag=got.etag,
             last_modified=got.last_modified,
-            last_attempt=now,
-            last_success=now,
-            last_error=None,
-            consecutive_failures=0,
+            permanent_redirect=moved,
         )
     )
     return result
 
 
-def refresh(config: Config, deps: Deps) -> RunReport:
-    """Read every source, store new and changed entries, rebuild stories, write the feeds."""
+def _not_fetched(config: Config, source: SourceConfig, state: SourceState) -> SourceResult:
+    """A remote source skipped in this run: disabled, or not due yet (backoff, Retry-After, max-age)."""
+    policy = _health_policy(config, source)
+    if state.disabled:
+        return SourceResult(
+            source.name,
+            failed=True,
+            error=state.last_error or "disabled",
+            consecutive_failures=state.consecutive_failures,
+            lasting=True,
+            unchanged=state.entry_count,
+        )
+    if state.consecutive_failures:  # still broken: say so, and when the next try is
+        return SourceResult(
+            source.name,
+            failed=True,
+            error=f"{state.last_error} (backing off)",
+            consecutive_failures=state.consecutive_failures,
+            lasting=health.should_warn(state, policy),
+            deferred_until=state.next_attempt,
+            unchanged=state.entry_count,
+        )
+    return SourceResult(source.name, unchanged=state.entry_count, deferred_until=state.next_attempt)
+
+
+Progress = Callable[[SourceResult, int, int], None]
+
+
+def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progress | None = None) -> RunReport:
+    """Read every source, store new and changed entries, rebuild stories, write the feeds.
+
+    Remote sources that are backing off or cached (`next_attempt` in the future) are skipped
+    unless `force`; disabled ones (410 Gone) are skipped until `aggregator sources enable`.
+    `progress(result, done, total)` is called after each source.
+    """
     now = deps.clock()
     results: dict[str, SourceResult] = {}
     remote: list[tuple[SourceConfig, SourceState]] = []
-    for source in config.sources:
-        if not source.enabled:
-            continue
+    enabled = [s for s in config.sources if s.enabled]
+
+    def done(result: SourceResult) -> None:
+        results[result.source] = result
+        if progress is not None:
+            progress(result, len(results), len(enabled))
+
+    for source in enabled:
         if source.is_remote:
             state = deps.store.get_source_state(source.name)
-            if state.disabled:
-                results[source.name] = SourceResult(source.name, failed=True, error=f"disabled: {state.last_error}")
+            if state.disabled or not (force or health.is_due(state, now)):
+                done(_not_fetched(config, source, state))
             else:
                 remote.append((source, state))
             continue
         try:
-            results[source.name] = refresh_source_local(config, deps, source, now)
+            done(refresh_source_local(config, deps, source, now))
         except (AggregatorError, OSError, ValueError) as exc:
-            results[source.name] = SourceResult(source.name, failed=True, error=str(exc))
-    if remote:
-        for (source, state), got in zip(remote, deps.fetcher.fetch_many(remote), strict=True):
-            results[source.name] = _record_remote(config, deps, source, state, got, now)
+            done(SourceResult(source.name, failed=True, error=str(exc)))
+    # Sources that failed last time start first, so their possible deadlines overlap healthy fetches.
+    remote.sort(key=lambda job: -job[1].consecutive_failures)
+    for i, got in deps.fetcher.fetch_iter(remote):
+        source, state = remote[i]
+        done(_record_remote(config, deps, source, state, got, now))
     stories = rebuild_stories(config, deps)
     outputs = publish_all(config, stories)
     ordered = tuple(results[s.name] for s in config.sources if s.name in results)

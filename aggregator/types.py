@@ -41,6 +41,7 @@ class Fetched:
     etag: str | None = None
     last_modified: str | None = None
     kind: str = "feed"  # "feed" | "article-text" | "article-html"
+    redirects: tuple[tuple[int, str], ...] = ()  # (status, target) per redirect hop, in order
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,11 @@ class SourceResult:
     warnings: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()  # per-file skip reasons for local sources
     not_modified: bool = False
+    # Remote health: failure counts and whether it has lasted long enough to warn about.
+    consecutive_failures: int = 0
+    lasting: bool = False  # failed warn_after_failures runs in a row, or disabled
+    deferred_until: datetime | None = None  # not fetched: backing off / Retry-After / max-age
+    moved_to: str | None = None  # permanent redirect target: update feeds.yaml
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""Golden files: every feed in tests/data/feeds/ parses and normalises to the JSON beside it.
+
+Each `<name>.<ext>` may have `<name>.headers.json` (the response headers it is served with) and
+has `<name>.expected.json`. Regenerate after a deliberate change with
+`UPDATE_GOLDEN=1 pytest tests/test_feed_parse.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator.errors import ParseError
+from aggregator.normalize import normalize
+from aggregator.parse import parse_feed
+from aggregator.types import Fetched
+
+FEEDS = Path(__file__).resolve().parent / "data" / "feeds"
+NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)
+CASES = sorted(p for p in FEEDS.iterdir() if p.is_file() and not p.name.endswith((".expected.json", ".headers.json")))
+
+
+def _run(path: Path) -> dict[str, Any]:
+    headers_file = path.with_name(path.stem + ".headers.json")
+    headers = json.loads(headers_file.read_text()) if headers_file.exists() else {}
+    doc = Fetched(
+        source="golden",
+        location=f"https://feeds.example.com/{path.name}",
+        content=path.read_bytes(),
+        headers=headers,
+    )
+    try:
+        items, warnings = parse_feed(doc)
+    except ParseError as exc:
+        return {"error": str(exc)}
+    entries = [normalize(item, fetched_at=NOW) for item in items]
+    return {
+        "warnings": warnings,
+        "entries": [
+            {
+                "id": e.id,
+                "title": e.title,
+                "link": e.link,
+                "canonical_url": e.canonical_url,
+                "published": e.published.isoformat() if e.published else None,
+                "authors": list(e.authors),
+                "content_html": e.content_html,
+            }
+            for e in entries
+        ],
+    }
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.name for p in CASES])
+def test_feed_golden(path: Path) -> None:
+    got = _run(path)
+    expected_file = path.with_name(path.stem + ".expected.json")
+    if os.environ.get("UPDATE_GOLDEN"):
+        expected_file.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    expected = json.loads(expected_file.read_text(encoding="utf-8"))
+    if "error" in expected:
+        assert "error" in got, got
+        assert got["error"] == expected["error"]
+    else:
+        # Warnings carry library wording; the golden file pins whether there are any.
+        assert bool(got.get("warnings")) == bool(expected["warnings"]), got.get("warnings")
+        assert got.get("entries") == expected["entries"]
+
+
+def test_every_feed_format_is_covered() -> None:
+    names = {p.name for p in CASES}
+    for needed in ("rss090.rdf", "rss091.xml", "rss092.xml", "rss10.rdf", "rss20.xml", "atom03.xml", "atom10.xml"):
+        assert needed in names
+    assert {"jsonfeed10.json", "jsonfeed11.json"} <= names
+
+
+def test_short_body_is_never_read_as_a_path_or_url(tmp_path: Path) -> None:
+    """feedparser given bytes/str tries them as a file name or URL; we hand it a file object."""
+    secret = tmp_path / "secret.xml"
+    secret.write_text('<rss version="2.0"><channel><item><title>secret</title></item></channel></rss>')
+    doc = Fetched(source="s", location="https://x.example.com/f", content=str(secret).encode())
+    with pytest.raises(ParseError):
+        parse_feed(doc)

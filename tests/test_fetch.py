@@ -1,0 +1,442 @@
+"""Remote feeds against real HTTP servers on 127.0.0.1: every way a server can misbehave.
+
+One threaded pytest-httpserver plays many feeds. A `Feeds` object decides, per path and per
+phase, what each one answers, so a test can first ingest good feeds and then break them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import brotli
+import pytest
+from click.testing import CliRunner
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from aggregator.cli import main
+from aggregator.config import Config, FetchConfig, SourceConfig
+from aggregator.fetch import HttpFetcher
+from aggregator.pipeline import Deps, make_deps, refresh
+from aggregator.store.base import SourceState
+from aggregator.types import Fetched
+
+from .conftest import Clock
+
+TIMEOUT = 1.5  # fetch.timeout in these tests: the total deadline a stalled server runs into
+MAX_BYTES = 200_000
+
+
+def rss(name: str, n: int = 2) -> bytes:
+    items = "".join(
+        f"<item><title>{name} story {i}</title><link>https://news.example.com/{name}/{i}</link>"
+        f"<guid>{name}-{i}</guid><description>Rare earth news number {i} from {name}.</description></item>"
+        for i in range(n)
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{name}</title>'
+        f"<link>https://news.example.com/{name}/</link>{items}</channel></rss>"
+    ).encode()
+
+
+RSS_HEADERS = {"Content-Type": "application/rss+xml; charset=utf-8"}
+Handler = Callable[[Request], Response]
+
+
+class Feeds:
+    """Path -> handler, swappable between phases; also counts requests per path."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.handlers: dict[str, Handler] = {}
+        self.requests: list[Request] = []
+        self.release = threading.Event()  # set at teardown so stalled handlers return
+        server.expect_request(re.compile(".*")).respond_with_handler(self._dispatch)
+
+    def _dispatch(self, request: Request) -> Response:
+        self.requests.append(request)
+        handler = self.handlers.get(request.path)
+        return handler(request) if handler else Response("no such feed", status=404)
+
+    def url(self, path: str) -> str:
+        return self.server.url_for(path)
+
+    def hits(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
+    # -- canned behaviours ---------------------------------------------------------------
+    def ok(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.handlers[path] = lambda _r: Response(body, headers={**RSS_HEADERS, **(headers or {})})
+
+    def status(self, path: str, code: int, headers: dict[str, str] | None = None) -> None:
+        self.handlers[path] = lambda _r: Response(f"status {code}", status=code, headers=headers or {})
+
+    def redirect(self, path: str, code: int, target: str) -> None:
+        self.handlers[path] = lambda _r: Response("", status=code, headers={"Location": target})
+
+    def never_answers(self, path: str) -> None:
+        def stall(_r: Request) -> Response:
+            self.release.wait(30)
+            return Response("too late")
+
+        self.handlers[path] = stall
+
+    def drip(self, path: str, interval: float = 1.0) -> None:
+        """Headers at once, then one byte per `interval` seconds: no single read ever times out."""
+
+        def slow() -> Iterator[bytes]:
+            for byte in rss("drip", 50):
+                if self.release.wait(interval):
+                    return
+                yield bytes([byte])
+
+        self.handlers[path] = lambda _r: Response(slow(), headers=RSS_HEADERS)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[HTTPServer]:
+    # One server for the module: stopping a werkzeug server costs half a second each time.
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    yield srv
+    if srv.is_running():
+        srv.stop()
+
+
+@pytest.fixture
+def feeds(server: HTTPServer) -> Iterator[Feeds]:
+    f = Feeds(server)
+    yield f
+    f.release.set()
+    server.clear()
+
+
+def fetch_cfg(**over: Any) -> dict[str, Any]:
+    return {
+        "allow_private_addresses": True,
+        "timeout": TIMEOUT,
+        "connect_timeout": 1,
+        "per_host": 32,  # every test feed lives on 127.0.0.1
+        "max_bytes": MAX_BYTES,
+        **over,
+    }
+
+
+def run(cfg: Config, clock: Clock, **kw: Any) -> dict[str, Any]:
+    d = make_deps(cfg, clock=clock)
+    try:
+        report = refresh(cfg, d, **kw)
+        states = {s.name: d.store.get_source_state(s.name) for s in cfg.sources}
+    finally:
+        d.close()
+    return {"results": {r.source: r for r in report.results}, "states": states}
+
+
+GZIP_BOMB = gzip.compress(b"\0" * 20_000_000, compresslevel=9)  # ~20 KB on the wire, 100x the cap
+BROTLI_BOMB = brotli.compress(b"\0" * 20_000_000, quality=5)
+
+
+def test_each_failure_ends_as_documented_and_entries_survive(
+    feeds: Feeds, write_config: Callable[..., Config], clock: Clock
+) -> None:
+    names = [
+        "ok", "moved301", "moved302", "moved308", "loop", "missing", "gone", "limited", "broken",
+        "unavailable", "never", "drip", "oversize", "gzipbomb", "brotlibomb", "html", "malformed", "truncated",
+    ]  # fmt: skip
+    for name in names:
+        feeds.ok(f"/{name}.xml", rss(name))
+    cfg = write_config(
+        sources=[{"name": n, "url": feeds.url(f"/{n}.xml")} for n in names], fetch=fetch_cfg(concurrency=32)
+    )
+    first = run(cfg, clock)
+    assert all(not r.failed and r.new == 2 for r in first["results"].values()), first["results"]
+
+    # Phase 2: the same URLs misbehave. The clock moves on by a day so nothing is still cached.
+    clock.now += timedelta(days=1)
+    feeds.ok("/ok.xml", rss("ok", 3))
+    feeds.ok("/new-home.xml", rss("moved", 2))
+    feeds.redirect("/moved301.xml", 301, feeds.url("/new-home.xml"))
+    feeds.redirect("/moved302.xml", 302, "/new-home.xml")
+    feeds.redirect("/moved308.xml", 308, feeds.url("/new-home.xml"))
+    feeds.redirect("/loop.xml", 302, "/loop2.xml")
+    feeds.redirect("/loop2.xml", 302, "/loop.xml")
+    feeds.status("/missing.xml", 404)
+    feeds.status("/gone.xml", 410)
+    feeds.status("/limited.xml", 429, {"Retry-After": "7200"})
+    feeds.status("/broken.xml", 500)
+    feeds.status("/unavailable.xml", 503, {"Retry-After": format_datetime(clock.now + timedelta(hours=3), True)})
+    feeds.never_answers("/never.xml")
+    feeds.drip("/drip.xml")
+    feeds.ok("/oversize.xml", b"<!-- " + b"x" * (MAX_BYTES * 2) + b" -->" + rss("oversize"))
+    feeds.ok("/gzipbomb.xml", GZIP_BOMB, {"Content-Encoding": "gzip"})
+    feeds.ok("/brotlibomb.xml", BROTLI_BOMB, {"Content-Encoding": "br"})
+    feeds.handlers["/html.xml"] = lambda _r: Response(
+        "<html><body><h1>Welcome</h1></body></html>", mimetype="text/html"
+    )
+    feeds.ok("/malformed.xml", rss("malformed").replace(b"story 0", b"story & 0"))
+    feeds.ok("/truncated.xml", rss("truncated")[:60])
+
+    started = time.monotonic()
+    second = run(cfg, clock)
+    elapsed = time.monotonic() - started
+    res, states = second["results"], second["states"]
+
+    # The two stalled servers ran into the total deadline together, not one after the other.
+    assert elapsed < TIMEOUT + 1.5, elapsed
+    assert res["ok"].new == 1 and not res["ok"].failed
+    assert res["moved301"].moved_to == feeds.url("/new-home.xml") and not res["moved301"].failed
+    assert states["moved301"].redirected_to == feeds.url("/new-home.xml")
+    assert res["moved308"].moved_to == feeds.url("/new-home.xml")
+    assert res["moved302"].moved_to is None and not res["moved302"].failed  # temporary: not reported
+    assert "redirect loop" in (res["loop"].error or "")
+    assert "HTTP 404" in (res["missing"].error or "")
+    assert res["gone"].failed and states["gone"].disabled and "disabled" in (res["gone"].error or "")
+    assert states["limited"].next_attempt == clock.now + timedelta(hours=2)  # Retry-After: 7200
+    assert states["unavailable"].next_attempt == clock.now + timedelta(hours=3)  # Retry-After: HTTP date
+    assert "HTTP 500" in (res["broken"].error or "")
+    assert states["broken"].next_attempt == clock.now + timedelta(minutes=15)  # first backoff step
+    for stalled in ("never", "drip"):
+        assert "total deadline" in (res[stalled].error or ""), res[stalled].error
+    for big in ("oversize", "gzipbomb", "brotlibomb"):
+        assert "max_bytes" in (res[big].error or ""), res[big].error
+    assert "not a feed" in (res["html"].error or "")
+    assert not res["malformed"].failed and res["malformed"].warnings  # recoverable bozo: kept, warned
+    assert "malformed feed" in (res["truncated"].error or "")
+    for name in names:
+        if res[name].failed:
+            assert states[name].consecutive_failures == 1 and states[name].last_error
+            assert "\n" not in (states[name].last_error or "")
+    # Nothing stored was deleted by a failed fetch.
+    d = make_deps(cfg, clock=clock)
+    try:
+        by_source: dict[str, int] = {}
+        for e in d.store.iter_entries():
+            by_source[e.source] = by_source.get(e.source, 0) + 1
+    finally:
+        d.close()
+    assert all(by_source[n] >= 2 for n in names), by_source
+
+
+def test_second_refresh_is_conditional_gets_304_and_parses_nothing(
+    feeds: Feeds, write_config: Callable[..., Config], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stamp = "Wed, 18 Nov 2026 08:00:00 GMT"
+
+    def conditional(request: Request) -> Response:
+        if request.headers.get("If-None-Match") == '"v1"' or request.headers.get("If-Modified-Since") == stamp:
+            return Response(status=304)
+        return Response(rss("cond"), headers={**RSS_HEADERS, "ETag": '"v1"', "Last-Modified": stamp})
+
+    feeds.handlers["/cond.xml"] = conditional
+    cfg = write_config(sources=[{"name": "cond", "url": feeds.url("/cond.xml")}], fetch=fetch_cfg())
+    first = run(cfg, clock)
+    assert first["results"]["cond"].new == 2
+    assert first["states"]["cond"].etag == '"v1"' and first["states"]["cond"].last_modified == stamp
+
+    import aggregator.pipeline as pipeline
+
+    parsed: list[Fetched] = []
+    real = pipeline.parse_document
+    monkeypatch.setattr(pipeline, "parse_document", lambda doc, **kw: parsed.append(doc) or real(doc, **kw))
+    clock.now += timedelta(hours=1)
+    second = run(cfg, clock)
+    request = feeds.hits("/cond.xml")[-1]
+    assert request.headers["If-None-Match"] == '"v1"' and request.headers["If-Modified-Since"] == stamp
+    assert second["results"]["cond"].not_modified and second["results"]["cond"].unchanged == 2
+    assert parsed == []
+    assert second["states"]["cond"].last_success == clock.now
+
+
+def test_validators_are_stored_only_after_a_successful_ingest(
+    feeds: Feeds, write_config: Callable[..., Config], clock: Clock
+) -> None:
+    feeds.handlers["/f.xml"] = lambda _r: Response(
+        "<html>maintenance</html>", mimetype="text/html", headers={"ETag": '"x"'}
+    )
+    cfg = write_config(sources=[{"name": "f", "url": feeds.url("/f.xml")}], fetch=fetch_cfg())
+    first = run(cfg, clock)
+    assert first["results"]["f"].failed and first["states"]["f"].etag is None
+    clock.now += timedelta(hours=1)
+    feeds.ok("/f.xml", rss("f"))
+    run(cfg, clock)
+    assert "If-None-Match" not in feeds.hits("/f.xml")[-1].headers
+
+
+def test_backoff_skips_until_due_and_warns_only_when_failure_lasts(
+    feeds: Feeds, write_config: Callable[..., Config], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    feeds.status("/down.xml", 500)
+    feeds.ok("/up.xml", rss("up"))
+    cfg = write_config(
+        sources=[{"name": "down", "url": feeds.url("/down.xml")}, {"name": "up", "url": feeds.url("/up.xml")}],
+        fetch=fetch_cfg(warn_after_failures=3, max_backoff_hours=1),
+    )
+    lasting = []
+    for _ in range(3):
+        caplog.clear()
+        out = run(cfg, clock)
+        lasting.append(out["results"]["down"].lasting)
+        warned = [r for r in caplog.records if r.levelname == "WARNING" and "down" in r.getMessage()]
+        assert bool(warned) == out["results"]["down"].lasting
+        # Before the backoff runs out the source is not asked again, and still reported as failing.
+        hits = len(feeds.hits("/down.xml"))
+        again = run(cfg, clock)
+        assert len(feeds.hits("/down.xml")) == hits and again["results"]["down"].failed
+        clock.now = out["states"]["down"].next_attempt or clock.now
+    assert lasting == [False, False, True]
+    assert out["states"]["down"].consecutive_failures == 3
+    assert out["states"]["down"].next_attempt == clock.now  # 15 min, 30 min, then capped at 1 h
+    assert not out["results"]["up"].failed
+
+
+def test_gone_disables_until_enabled(feeds: Feeds, write_config: Callable[..., Config], clock: Clock) -> None:
+    feeds.status("/g.xml", 410)
+    cfg = write_config(sources=[{"name": "g", "url": feeds.url("/g.xml")}], fetch=fetch_cfg())
+    run(cfg, clock)
+    clock.now += timedelta(days=3)
+    out = run(cfg, clock)
+    assert len(feeds.hits("/g.xml")) == 1  # never asked again
+    assert out["results"]["g"].failed and "sources enable g" in (out["results"]["g"].error or "")
+    runner = CliRunner()
+    r = runner.invoke(main, ["-c", cfg.config_path, "sources"])
+    assert r.exit_code == 0 and "disabled" in r.output, r.output
+    r = runner.invoke(main, ["-c", cfg.config_path, "sources", "enable", "g"])
+    assert r.exit_code == 0, r.output
+    feeds.ok("/g.xml", rss("g"))
+    out = run(cfg, clock)
+    assert out["results"]["g"].new == 2
+
+
+def test_cache_control_max_age_delays_next_fetch(
+    feeds: Feeds, write_config: Callable[..., Config], clock: Clock
+) -> None:
+    feeds.ok("/c.xml", rss("c"), {"Cache-Control": "public, max-age=1800"})
+    cfg = write_config(sources=[{"name": "c", "url": feeds.url("/c.xml")}], fetch=fetch_cfg())
+    first = run(cfg, clock)
+    assert first["states"]["c"].next_attempt == clock.now + timedelta(minutes=30)
+    clock.now += timedelta(minutes=10)
+    second = run(cfg, clock)
+    assert len(feeds.hits("/c.xml")) == 1 and not second["results"]["c"].failed
+    assert second["results"]["c"].deferred_until == first["states"]["c"].next_attempt
+    run(cfg, clock, force=True)
+    assert len(feeds.hits("/c.xml")) == 2
+
+
+def test_compressed_feeds_decode(feeds: Feeds) -> None:
+    body = rss("z", 3)
+    feeds.ok("/gz.xml", gzip.compress(body), {"Content-Encoding": "gzip"})
+    feeds.ok("/br.xml", brotli.compress(body), {"Content-Encoding": "br"})
+    import zlib
+
+    feeds.ok("/deflate.xml", zlib.compress(body), {"Content-Encoding": "deflate"})
+    fetcher = HttpFetcher(FetchConfig(**fetch_cfg()))
+    for path in ("/gz.xml", "/br.xml", "/deflate.xml"):
+        got = fetcher.fetch(SourceConfig(name="z", url=feeds.url(path)), SourceState("z"))
+        assert got.content == body, path
+    ua = feeds.requests[0].headers["User-Agent"]
+    assert ua.startswith("aggregator/")
+
+
+def test_too_many_redirects_and_bad_scheme(feeds: Feeds) -> None:
+    for i in range(7):
+        feeds.redirect(f"/r{i}", 302, f"/r{i + 1}")
+    feeds.ok("/r7", rss("r"))
+    feeds.redirect("/file", 302, "file:///etc/passwd")
+    fetcher = HttpFetcher(FetchConfig(**fetch_cfg()))
+    got = fetcher.fetch_many(
+        [
+            (SourceConfig(name="many", url=feeds.url("/r0")), SourceState("many")),
+            (SourceConfig(name="five", url=feeds.url("/r2")), SourceState("five")),
+            (SourceConfig(name="file", url=feeds.url("/file")), SourceState("file")),
+        ]
+    )
+    assert "too many redirects" in str(got[0])
+    assert isinstance(got[1], Fetched) and got[1].content == rss("r") and len(got[1].redirects) == 5
+    assert "non-http(s)" in str(got[2])
+
+
+# -- SSRF guard ----------------------------------------------------------------------------
+
+
+def test_private_addresses_are_refused_by_default() -> None:
+    assert FetchConfig().allow_private_addresses is False
+    assert Config.model_fields["fetch"].default_factory().allow_private_addresses is False  # type: ignore[misc]
+
+
+def test_loopback_name_is_checked_on_the_resolved_address(feeds: Feeds) -> None:
+    """`localhost` is a name: the guard resolves it and refuses 127.0.0.1 before connecting."""
+    feeds.ok("/feed.xml", rss("x"))
+    fetcher = HttpFetcher(FetchConfig(timeout=TIMEOUT))
+    url = feeds.url("/feed.xml").replace("127.0.0.1", "localhost")
+    got = fetcher.fetch_many([(SourceConfig(name="x", url=url), SourceState("x"))])[0]
+    assert "refused to connect to localhost" in str(got) and "loopback" in str(got)
+    assert feeds.requests == []  # nothing reached the server
+
+
+def test_redirect_to_private_address_is_refused(feeds: Feeds) -> None:
+    """A public-looking server (127.0.0.2, trusted for this test) redirects to 127.0.0.1."""
+    public = HTTPServer(host="127.0.0.2", port=0)
+    public.expect_request("/feed.xml").respond_with_response(
+        Response("", status=302, headers={"Location": feeds.url("/admin")})
+    )
+    public.start()
+    try:
+        feeds.ok("/admin", rss("secret"))
+        fetcher = HttpFetcher(FetchConfig(timeout=TIMEOUT), trusted_networks=[ipaddress.ip_network("127.0.0.2/32")])
+        url = public.url_for("/feed.xml")
+        got = fetcher.fetch_many([(SourceConfig(name="p", url=url), SourceState("p"))])[0]
+    finally:
+        public.clear()
+        public.stop()
+    assert "refused to connect to 127.0.0.1" in str(got), got
+    assert feeds.requests == []
+
+
+def test_sources_command_shows_health(feeds: Feeds, write_config: Callable[..., Config], clock: Clock) -> None:
+    feeds.ok("/a.xml", rss("a"))
+    feeds.status("/b.xml", 500)
+    cfg = write_config(
+        sources=[
+            {"name": "seeds", "path": "seeds/*.txt"},
+            {"name": "a", "url": feeds.url("/a.xml")},
+            {"name": "b", "url": feeds.url("/b.xml")},
+            {"name": "c", "url": feeds.url("/c.xml")},
+        ],
+        fetch=fetch_cfg(),
+    )
+    d: Deps = make_deps(cfg, clock=clock)
+    try:
+        refresh(cfg, d)
+    finally:
+        d.close()
+    r = CliRunner().invoke(main, ["-c", cfg.config_path, "sources"])
+    assert r.exit_code == 0, r.output
+    lines = {line.split()[0]: line for line in r.output.splitlines()[1:] if line.strip()}
+    assert "ok" in lines["a"]
+    assert "retrying (1x)" in lines["b"] and "HTTP 500" in r.output
+    assert "HTTP 404" in r.output  # c
+    assert "local" in lines["seeds"]
+
+
+def test_cli_refresh_prints_plain_progress_lines(feeds: Feeds, write_config: Callable[..., Config]) -> None:
+    feeds.ok("/a.xml", rss("a"))
+    cfg = write_config(sources=[{"name": "a", "url": feeds.url("/a.xml")}], fetch=fetch_cfg())
+    r = CliRunner().invoke(main, ["-c", cfg.config_path, "refresh"])
+    assert r.exit_code == 0, r.output
+    assert "[1/1] a: 2 new" in r.output
+
+
+def test_user_agent_from_config(feeds: Feeds, tmp_path: Path) -> None:
+    feeds.ok("/a.xml", rss("a"))
+    fetcher = HttpFetcher(FetchConfig(**fetch_cfg(user_agent="custom-bot/1.0")))
+    fetcher.fetch(SourceConfig(name="a", url=feeds.url("/a.xml")), SourceState("a"))
+    assert feeds.requests[0].headers["User-Agent"] == "custom-bot/1.0"
