@@ -6,29 +6,70 @@ Pure: no network, no clock (the fetch time is passed in).
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import io
 import json
+import re
+import unicodedata
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import charset_normalizer
 import feedparser
 
-from ._text import paragraphs_to_html
-from .article import extract_article
+from ._boilerplate import classify_boilerplate
+from ._dates import parse_date_text
+from ._text import html_to_text, paragraphs_to_html
+from .article import extract_article, language_of
 from .errors import ParseError
 from .types import DatePrecision, FeedMeta, Fetched, RawItem
 
+_MAX_CONTROL_SHARE = 0.05  # text pages have no control characters; binary junk decodes to many
 
-def decode_text(data: bytes) -> str:
-    """Decode a saved page: UTF-8 (with or without BOM), then GB18030, else UTF-8 with replacement."""
-    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ParseError("binary file (NUL bytes), not a text article")
-    for enc in ("utf-8-sig", "gb18030"):
+
+def _looks_binary(text: str) -> bool:
+    sample = text[:20000]
+    if not sample:
+        return False
+    bad = sum(
+        1
+        for ch in sample
+        if ch == "\ufffd" or (unicodedata.category(ch) in ("Cc", "Co", "Cn", "Cs") and ch not in "\t\n\r\f\v")
+    )
+    return bad / len(sample) > _MAX_CONTROL_SHARE
+
+
+def decode_text(data: bytes, *, declared: str | None = None) -> str:
+    """Decode a saved page to text.
+
+    Order: a declared charset (an HTML page's <meta charset>), UTF-16 with a BOM, UTF-8 (with or
+    without BOM), GB18030 (a superset of GBK/GB2312, what Chinese sites save), then charset
+    detection. Raises ParseError for binary data, so a bad file becomes a per-file skip reason.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"not valid UTF-16 text ({exc.reason})") from exc
+    elif b"\x00" in data[:4096]:
+        raise ParseError("binary file (NUL bytes), not a text page")
+    else:
+        text = _decode_8bit(data, declared)
+    if _looks_binary(text):
+        raise ParseError("binary or undecodable content (control characters), not a text page")
+    return text
+
+
+def _decode_8bit(data: bytes, declared: str | None) -> str:
+    encodings = [declared] if declared else []
+    for enc in [*encodings, "utf-8-sig", "gb18030"]:
         try:
             return data.decode(enc)
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, LookupError):
             continue
+    best = charset_normalizer.from_bytes(data[:200_000]).best()
+    if best is not None and best.encoding:
+        return data.decode(best.encoding, errors="replace")
     return data.decode("utf-8", errors="replace")
 
 
@@ -228,14 +269,14 @@ def parse_article_text(
     site_name: str | None = None,
     extra_boilerplate: tuple[str, ...] = (),
 ) -> RawItem:
-    """One plain-text news page -> one RawItem (paragraphs as plain text)."""
+    """One plain-text news page -> one RawItem (paragraphs as plain text; markup stays text)."""
     assert doc.content is not None
     text = decode_text(doc.content)
     if not text.strip():
         raise ParseError("empty file")
     fields = extract_article(text, tz=tz, fetched_at=fetched_at, extra_boilerplate=extra_boilerplate)
     if not fields.title and not fields.paragraphs:
-        raise ParseError("no article text found")
+        raise ParseError("no article text found (only boilerplate lines)")
     return RawItem(
         source=doc.source,
         guid=None,
@@ -254,36 +295,85 @@ def parse_article_text(
     )
 
 
-def parse_article_html(doc: Fetched, *, tz: tzinfo, fetched_at: datetime, site_name: str | None = None) -> RawItem:
-    """One saved HTML page -> one RawItem, via trafilatura's main-content extraction."""
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([\w-]{2,40})""", re.I)
+
+
+def parse_article_html(
+    doc: Fetched,
+    *,
+    tz: tzinfo,
+    fetched_at: datetime,
+    site_name: str | None = None,
+    extra_boilerplate: tuple[str, ...] = (),
+) -> RawItem:
+    """One saved HTML page -> one RawItem, via trafilatura's main-content extraction.
+
+    The date comes from the page's metadata and markup only (htmldate without its extensive
+    full-text search, capped at the fetch date). When trafilatura finds no main text, the page's
+    text goes through the plain-text extractor instead.
+    """
     import trafilatura
 
     assert doc.content is not None
-    result: Any = trafilatura.bare_extraction(decode_text(doc.content), with_metadata=True, include_comments=False)
+    m = _META_CHARSET.search(doc.content[:4096])
+    page = decode_text(doc.content, declared=m.group(1).decode("ascii") if m else None)
+    if not page.strip():
+        raise ParseError("empty file")
+    local_day = fetched_at.astimezone(tz).strftime("%Y-%m-%d")
+    result: Any = trafilatura.bare_extraction(
+        page,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        deduplicate=True,
+        date_extraction_params={
+            "extensive_search": False,  # no whole-page fuzzy search: it invents dates
+            "original_date": True,
+            "max_date": local_day,
+            "outputformat": "%Y-%m-%dT%H:%M:%S%z",
+        },
+    )
     if not result or not getattr(result, "text", None):
-        raise ParseError("no article text found in HTML page")
-    from ._dates import parse_date_text
-
-    published, precision, provenance = None, DatePrecision.NONE, None
+        fallback = dataclasses.replace(doc, content=html_to_text(page).encode("utf-8"), kind="article-text")
+        try:
+            return parse_article_text(
+                fallback, tz=tz, fetched_at=fetched_at, site_name=site_name, extra_boilerplate=extra_boilerplate
+            )
+        except ParseError as exc:
+            raise ParseError(f"no article text found in HTML page ({exc})") from exc
+    extra = tuple(re.compile(p, re.I) for p in extra_boilerplate)
+    paragraphs = [
+        ln.strip()
+        for ln in str(result.text).split("\n")
+        if ln.strip() and not classify_boilerplate(ln.strip(), extra) and ln.strip() != result.title
+    ]
+    published, precision, provenance = None, DatePrecision.NONE, "no date in the HTML metadata or markup"
     if result.date:
-        parsed = parse_date_text(result.date, tz)
-        if parsed and parsed[0] <= fetched_at:
-            published, precision, provenance = parsed[0], DatePrecision.DAY, "HTML page metadata"
-    text = result.text
+        parsed = parse_date_text(str(result.date), tz)
+        if parsed and parsed.value <= fetched_at:
+            precision = parsed.precision
+            if parsed.precision == DatePrecision.MINUTE and re.search(r"T00:00:00", str(result.date)):
+                precision = DatePrecision.DAY  # htmldate pads a date without a time with midnight
+                parsed = parse_date_text(str(result.date)[:10], tz) or parsed
+            published = parsed.value
+            provenance = f"HTML metadata/markup date {result.date!r} (htmldate, no full-text search)"
+        elif parsed:
+            provenance = f"HTML date {result.date!r} is after the fetch time; ignored"
+    title = result.title
     return RawItem(
         source=doc.source,
         guid=None,
-        link=result.url if result.url and result.url.startswith("http") else None,
-        title=result.title,
-        content_text=text,
+        link=result.url if result.url and str(result.url).startswith(("http://", "https://")) else None,
+        title=title,
+        content_text="\n\n".join(paragraphs),
         published=published,
         updated=published,
         date_precision=precision,
         date_provenance=provenance,
-        authors=(result.author,) if result.author else (),
+        authors=tuple(a.strip() for a in str(result.author).split(";") if a.strip()) if result.author else (),
         site_name=site_name or result.sitename,
         site_domain=result.hostname,
-        language=result.language,
+        language=language_of("\n".join([title or "", *paragraphs])),
         location=doc.location,
     )
 
@@ -304,5 +394,9 @@ def parse_document(
             )
         ], []
     if doc.kind == "article-html":
-        return [parse_article_html(doc, tz=tz, fetched_at=fetched_at, site_name=site_name)], []
+        return [
+            parse_article_html(
+                doc, tz=tz, fetched_at=fetched_at, site_name=site_name, extra_boilerplate=extra_boilerplate
+            )
+        ], []
     return parse_feed(doc)
