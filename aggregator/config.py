@@ -138,6 +138,7 @@ class CronSchedule(_Model):
     day_of_week: str = "mon"
     hour: int = Field(default=8, ge=0, le=23)
     minute: int = Field(default=0, ge=0, le=59)
+    second: int = Field(default=0, ge=0, le=59)  # rarely useful outside tests and demos
     timezone: str | None = None
 
     @field_validator("day_of_week")
@@ -265,9 +266,23 @@ class DedupeConfig(_Model):
 
 
 class ScheduleConfig(_Model):
+    """The `schedule` daemon. See aggregator/schedule.py and README "Scheduling"."""
+
     refresh_minutes: int = Field(default=60, ge=1)
+    # Overrides refresh_minutes when set; for tests and demos (the fetch layer still enforces
+    # each source's min_interval_minutes and backoff, so a short interval is never impolite).
+    refresh_seconds: int | None = Field(default=None, ge=1)
+    # How late APScheduler may still start a job (busy worker, suspended laptop), and how late a
+    # digest still counts as "on time" for `catch_up: skip`. One hour: a weekly digest an hour
+    # late is still this week's digest.
     misfire_grace_seconds: int = Field(default=3600, ge=1)
+    # A period missed while the daemon was down: "send" one catch-up digest covering the whole
+    # gap at the next start; "skip" logs the gap and waits for the next scheduled time.
     catch_up: Literal["send", "skip"] = "send"
+
+    @property
+    def refresh_interval_seconds(self) -> int:
+        return self.refresh_seconds if self.refresh_seconds is not None else self.refresh_minutes * 60
 
 
 class Config(_Model):
