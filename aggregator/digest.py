@@ -86,7 +86,7 @@ def safe_link(url: str | None) -> str | None:
         return None
     url = url.strip()
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or _CONTROL.search(url) or " " in url:
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or re.search(r"[\s\x00-\x1f\x7f]", url):
         return None
     return url
 

@@ -1,0 +1,177 @@
+"""Rendering: one context -> HTML (inlined CSS, dark mode kept) and wrapped text; reproducible bytes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from aggregator.config import Config
+from aggregator.digest import build_context, excerpt, render_digest, safe_link, template_env
+from aggregator.digest_send import render_copies
+from aggregator.errors import ConfigError
+from aggregator.pipeline import make_deps
+from aggregator.types import DatePrecision, Story
+
+from .conftest import FIXED_NOW, Clock
+from .mailtools import entry
+
+START, END = FIXED_NOW - timedelta(days=7), FIXED_NOW
+HOSTILE = 'Rare earth </a><script>alert("x")</script> & <b>bold</b>\r\nBcc: victim@example.org'
+
+
+def first_seen(e, when=FIXED_NOW - timedelta(days=1)):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(e, first_seen=when)
+
+
+def stories() -> list[Story]:
+    shanghai_noon = datetime(2026, 11, 18, 4, 30, tzinfo=UTC)
+    return [
+        Story(
+            "s1",
+            first_seen(entry(1, published=shanghai_noon, precision=DatePrecision.MINUTE)),
+            others=(first_seen(entry(9, site="Other Wire")), first_seen(entry(10, site="Third Daily"))),
+        ),
+        Story("s2", first_seen(entry(2, published=None))),
+        Story("s3", first_seen(entry(3, published=shanghai_noon, precision=DatePrecision.INFERRED_YEAR))),
+        Story("s4", first_seen(entry(4, title=HOSTILE, link="javascript:alert(1)"))),
+        Story("s5", first_seen(entry(5, topics=("university-industry",), summary="Joint lab " + "word " * 120))),
+    ]
+
+
+def render(config: Config, **kw: object):  # type: ignore[no-untyped-def]
+    ctx = build_context(config, stories(), start=START, end=END, recipient="reader@example.org", **kw)  # type: ignore[arg-type]
+    return render_digest(ctx, "{title}: {count} stories, {start} – {end}")
+
+
+def test_both_parts_say_the_same_thing(config: Config) -> None:
+    d = render(config, unsubscribe="https://news.example.org/u")
+    assert d.item_count == 5
+    for part in (d.html, d.text):
+        assert "2026-11-14" in part and "2026-11-21" in part  # the period, in the configured zone
+        assert "5 stories" in part
+        assert "Rare earths" in part and "University–industry cooperation" in part
+        assert "2026-11-18 12:30" in part  # minute precision, shown in Asia/Shanghai
+        assert "date unknown" in part
+        assert "2026-11-18 (approximate)" in part
+        assert "Also reported by: Other Wire, Third Daily" in part
+        assert "Example News" in part  # the source
+        assert "Summary of rare earth story 1" in part  # the excerpt
+        assert "reader@example.org" in part and "subscribed" in part  # why you receive it
+        assert "https://news.example.org/u" in part  # how to unsubscribe
+    assert d.subject.startswith(config.title) and "5 stories" in d.subject
+
+
+def test_html_is_inlined_single_column_with_dark_mode_and_preheader(config: Config) -> None:
+    html = render(config).html
+    # Inlined: the elements carry their styles; only @media rules remain in <style>.
+    assert re.search(r'<table[^>]*class="col"[^>]*style="[^"]*max-width: 640px', html)
+    style_blocks = re.findall(r"<style>(.*?)</style>", html, re.S)
+    assert len(style_blocks) == 1 and "@media (prefers-color-scheme: dark)" in style_blocks[0]
+    assert ".item {" not in style_blocks[0]  # plain rules were inlined and removed
+    assert re.search(r'<div style="display:none;[^"]*">5 stories, 2026-11-14 – 2026-11-21', html)  # preheader
+    assert 'name="viewport"' in html and 'name="color-scheme"' in html
+
+
+def test_images_are_limited_to_the_column(config: Config, tmp_path: Path) -> None:
+    (tmp_path / "digest.html.j2").write_text(
+        "<html><head><style>img { max-width: 100%; height: auto; }</style></head>"
+        '<body><img src="https://x.example/a.png" width="2000"></body></html>'
+    )
+    (tmp_path / "digest.txt.j2").write_text("t")
+    ctx = build_context(config, [], start=START, end=END)
+    html = render_digest(ctx, "s", env=template_env(tmp_path)).html
+    assert 'style="max-width: 100%;height: auto;"' in html
+    shipped = (Path(__file__).resolve().parent.parent / "templates" / "digest.html.j2").read_text()
+    assert "img { max-width: 100%; height: auto;" in shipped
+
+
+def test_text_is_wrapped_with_numbered_link_references(config: Config) -> None:
+    text = render(config).text
+    long_lines = [ln for ln in text.splitlines() if len(ln) > 72 and "://" not in ln]
+    assert long_lines == []
+    assert "* Rare earth story number 1 [1]" in text
+    assert "[1] https://news.example.com/story/1" in text
+    refs = re.findall(r"^\[(\d+)\] https?://", text, re.M)
+    assert refs == [str(i) for i in range(1, len(refs) + 1)]  # numbered in order, no gaps
+    assert "Links:" in text
+
+
+def test_hostile_title_is_escaped_in_html_and_harmless_in_text(config: Config) -> None:
+    d = render(config)
+    assert "<script>" not in d.html and "&lt;script&gt;" in d.html
+    assert "&lt;/a&gt;" in d.html and "&amp; &lt;b&gt;bold&lt;/b&gt;" in d.html
+    assert "javascript:" not in d.html and "javascript:" not in d.text  # not a link at all
+    assert "\r" not in d.text
+    assert not any(line.startswith("Bcc:") for line in d.text.splitlines())  # one line, no header tricks
+    flat = " ".join(d.text.split())  # the title is wrapped over lines like any other
+    assert '</a><script>alert("x")</script> & <b>bold</b> Bcc: victim@example.org' in flat
+
+
+def test_max_items_per_topic_and_the_rest_is_counted(config: Config) -> None:
+    many = [Story(f"m{i}", first_seen(entry(100 + i))) for i in range(5)]
+    ctx = build_context(config, many, start=START, end=END, topics=("rare-earth",), max_per_topic=2)
+    d = render_digest(ctx, "{count}")
+    assert d.text.count("* Rare earth story number") == 2
+    assert "(2 of 5)" in d.text and "3 more in this topic" in d.html
+    assert d.subject == "2"  # the count is of the stories shown
+
+
+def test_empty_period(config: Config) -> None:
+    d = render_digest(build_context(config, [], start=START, end=END), "{count}")
+    assert "No new stories in this period." in d.html and "No new stories in this period." in d.text
+
+
+def test_strict_undefined_catches_template_typos(config: Config, tmp_path: Path) -> None:
+    (tmp_path / "digest.html.j2").write_text("{{ titel }}")
+    (tmp_path / "digest.txt.j2").write_text("x")
+    with pytest.raises(jinja2.UndefinedError):
+        render_digest(build_context(config, [], start=START, end=END), "s", env=template_env(tmp_path))
+
+
+def test_helpers() -> None:
+    assert safe_link("https://a.example/x?y=1") == "https://a.example/x?y=1"
+    for bad in ("javascript:alert(1)", "data:text/html,x", "//a.example", "https://a.example/\nx", None, ""):
+        assert safe_link(bad) is None
+    assert excerpt("word " * 100, 40).endswith("…") and len(excerpt("word " * 100, 40)) <= 41
+    assert excerpt("稀土" * 300, 50) == "稀土" * 25 + "…"
+
+
+def test_same_store_and_window_give_the_same_bytes_apart_from_date(
+    write_config: Callable[..., Config], clock: Clock
+) -> None:
+    config = write_config(digests=[{"name": "weekly", "recipients": ["a@example.org"]}])
+    deps = make_deps(config, clock=clock)
+    try:
+        deps.store.upsert_entries([entry(1), entry(2, title="稀土 永磁 合作")], clock.now - timedelta(days=1))
+        sub = config.digests[0]
+        _, first = render_copies(config, deps, sub, START, END, clock.now)
+        _, second = render_copies(config, deps, sub, START, END, clock.now + timedelta(hours=3))
+    finally:
+        deps.close()
+
+    def without_date(data: bytes) -> bytes:
+        return re.sub(rb"^Date: .*\r\n", b"", data, flags=re.M)
+
+    assert first[0].data != second[0].data  # the Date differs...
+    assert without_date(first[0].data) == without_date(second[0].data)  # ...and nothing else
+    assert b'boundary="=_alt_' in first[0].data
+
+
+def test_config_rejects_bad_subject_secrets_and_addresses(write_config: Callable[..., Config]) -> None:
+    with pytest.raises(ConfigError, match=r"digests\[0\]\.subject.*\{titel\}|bad placeholder"):
+        write_config(digests=[{"name": "w", "recipients": ["a@example.org"], "subject": "{titel}"}])
+    with pytest.raises(ConfigError, match=r"smtp\.password: unknown key"):
+        write_config(digests=[], smtp={"password": "hunter2"})  # secrets go in environment variables
+    with pytest.raises(ConfigError, match="username_env and password_env"):
+        write_config(digests=[], smtp={"username_env": "U"})
+    with pytest.raises(ConfigError, match="not an e-mail address"):
+        write_config(digests=[{"name": "w", "recipients": ["not-an-address"]}], smtp={})
+    with pytest.raises(ConfigError, match="https:// or mailto:"):
+        write_config(digests=[{"name": "w", "recipients": ["a@example.org"], "unsubscribe_url": "http://x"}])
