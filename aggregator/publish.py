@@ -372,6 +372,30 @@ def archive_documents(config: Config, stories: Sequence[Story]) -> tuple[dict[st
     return out, (paths[-1] if paths else None)
 
 
+def build_index(config: Config, paths: Sequence[str]) -> bytes:
+    """A small HTML page at base_url (the feeds' `alternate` link) listing the feeds, with
+    autodiscovery links so a reader pointed at the site finds them. Changes only with config."""
+    esc = html.escape
+    names = {"feed.atom": "All stories (Atom)", "feed.json": "All stories (JSON Feed)"}
+    for key, rule in config.topics.items():
+        names[f"topics/{key}.atom"] = f"{rule.title} (Atom)"
+    feeds = [p for p in paths if p in names]
+    head = "".join(
+        f'<link rel="alternate" type="{"application/feed+json" if p.endswith(".json") else ATOM_TYPE}" '
+        f'title="{esc(names[p])}" href="{esc(p)}">\n'
+        for p in feeds
+    )
+    items = "".join(f'<li><a href="{esc(p)}">{esc(names[p])}</a></li>\n' for p in feeds)
+    subtitle = esc(config.subtitle or "")
+    lang = language_tag(config.language) or "en"
+    page = (
+        f'<!doctype html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{esc(config.title)}</title>\n{head}</head>\n<body>\n<h1>{esc(config.title)}</h1>\n"
+        f"<p>{subtitle}</p>\n<ul>\n{items}</ul>\n</body>\n</html>\n"
+    )
+    return page.encode("utf-8")
+
+
 def render_all(config: Config, stories: Sequence[Story]) -> dict[str, bytes]:
     """Every published file as {path relative to output_dir: bytes}. Pure."""
     from .jsonfeed import build_json_feed
@@ -390,6 +414,7 @@ def render_all(config: Config, stories: Sequence[Story]) -> dict[str, bytes]:
         in_topic = select_window(config, [s for s in stories if key in s.topics])
         path = f"topics/{key}.atom"
         out[path] = build_atom(config, in_topic, topic=key, self_path=path)
+    out["index.html"] = build_index(config, sorted(out))
     return out
 
 
@@ -419,7 +444,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
 
 def publish_all(config: Config, stories: Sequence[Story]) -> list[Path]:
-    """Write feed.atom, feed.json, topics/<key>.atom (and archive/*.atom); return the paths.
+    """Write feed.atom, feed.json, topics/<key>.atom, index.html (and archive/*.atom); return the paths.
 
     Each file is replaced atomically and only when its bytes changed.
     """

@@ -457,7 +457,13 @@ def test_publish_writes_atomically_and_leaves_unchanged_files_alone(config: Conf
     paths = publish_all(config, stories)
     out = config.output_path
     names = sorted(p.relative_to(out).as_posix() for p in paths)
-    assert names == ["feed.atom", "feed.json", "topics/rare-earth.atom", "topics/university-industry.atom"]
+    assert names == [
+        "feed.atom",
+        "feed.json",
+        "index.html",
+        "topics/rare-earth.atom",
+        "topics/university-industry.atom",
+    ]
     mtimes = {p: p.stat().st_mtime_ns for p in paths}
     for p in paths:
         assert p.stat().st_mode & 0o777 == 0o644  # readable by whatever web server serves it
@@ -469,6 +475,18 @@ def test_publish_writes_atomically_and_leaves_unchanged_files_alone(config: Conf
     for p in paths:
         if p.suffix == ".atom":
             validate_atom(p.read_bytes())
+
+
+def test_index_page_lists_the_feeds_for_autodiscovery(config: Config) -> None:
+    out = render_all(config, mixed_stories())
+    page = lxml.html.fromstring(out["index.html"])
+    found = {ln.get("href"): ln.get("type") for ln in page.iter("link") if ln.get("rel") == "alternate"}
+    assert found == {
+        "feed.atom": "application/atom+xml",
+        "feed.json": "application/feed+json",
+        "topics/rare-earth.atom": "application/atom+xml",
+        "topics/university-industry.atom": "application/atom+xml",
+    }
 
 
 def test_topic_feeds_hold_only_their_topic(config: Config) -> None:

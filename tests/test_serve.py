@@ -172,6 +172,9 @@ def test_other_files_and_types(server: Server) -> None:
     assert r.status == 200 and r.headers["content-type"] == "application/feed+json"
     r = server.request("/topics/rare-earth.atom")
     assert r.status == 200 and r.headers["content-type"] == "application/atom+xml; charset=utf-8"
+    r = server.request("/")  # the feeds' alternate link: the index page
+    assert r.status == 200 and b'href="feed.atom"' in r.body
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
     r = server.request("/digest/digest.html")
     assert r.status == 200 and r.headers["content-type"] == "text/html; charset=utf-8"
     assert server.request("/feed.atom", method="POST").status == 405
