@@ -3,6 +3,7 @@ daemon (subprocess) against a real SMTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -33,6 +34,7 @@ from aggregator.schedule import (
     digest_job_id,
     digest_once,
     jobs_path,
+    status_lines,
     stored_next_runs,
 )
 
@@ -222,6 +224,13 @@ def test_status_before_and_after_a_digest(weekly_config: Config, wdeps: Deps, cl
     assert "weekly: period 2026-11-09 08:00:00 CET – 2026-11-16 08:00:00 CET, sent 2026-11-16 08:00:01 CET" in (
         result.output
     )
+    # Down over the next Monday: status says what the next start will send.
+    later = "\n".join(status_lines(weekly_config, MON_16 + timedelta(days=9)))
+    assert "scheduler: not running" in later
+    assert (
+        "weekly: due now, sent at the next start: 2026-11-16 08:00 – 2026-11-23 08:00 CET"
+        " (catch-up over 1 missed scheduled time(s))"
+    ) in later
 
 
 # -- the real daemon, in real time, against a real SMTP server --------------------------------------
@@ -358,3 +367,29 @@ def test_daemon_sends_once_survives_restart_and_runs_alone(
     finally:
         again.kill()
     assert len(inbox.messages) == 2
+
+
+# -- serve --schedule ------------------------------------------------------------------------------
+
+
+def test_serve_schedule_runs_jobs_under_the_lock(
+    weekly_config: Config, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aggregator.schedule import serve_hook
+
+    caplog.set_level(logging.INFO, logger="aggregator.schedule")
+    running = serve_hook(weekly_config)  # takes the lock before the server would start
+    assert read_owner(weekly_config) is not None and read_owner(weekly_config).purpose == "serve --schedule"  # type: ignore[union-attr]
+    result = CliRunner().invoke(main, ["-c", str(project / "feeds.yaml"), "schedule"])
+    assert result.exit_code == 3 and "(serve --schedule, since" in result.output
+    with running():  # what the server's lifespan does
+        wait_for(lambda: "refresh: 1 sources" in caplog.text, 10, "the start-up refresh", lambda: caplog.text)
+    assert "digest weekly:" in caplog.text  # the start-up ledger check ran too
+    assert not is_locked(weekly_config)  # released when the server stops
+
+
+def test_serve_schedule_refuses_while_a_daemon_runs(weekly_config: Config, project: Path) -> None:
+    with instance_lock(weekly_config, "schedule"):
+        result = CliRunner().invoke(main, ["-c", str(project / "feeds.yaml"), "serve", "--port", "0", "--schedule"])
+    assert result.exit_code == 3
+    assert "another aggregator process holds the lock" in result.output
