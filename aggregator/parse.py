@@ -119,7 +119,8 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
         id=f.get("id") or f.get("link") or (doc.location if doc.location.startswith("http") else None),
         title=f.get("title"),
         link=f.get("link"),
-        updated=_struct_to_dt(f.get("updated_parsed")),
+        # dict.get: FeedParserDict.get maps a missing updated_parsed to published_parsed, with a warning.
+        updated=_struct_to_dt(dict.get(f, "updated_parsed")),
     )
     items: list[RawItem] = []
     empty = 0
@@ -132,7 +133,7 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
             empty += 1  # e.g. the half-item at the end of a truncated feed: nothing to show
             continue
         published = _struct_to_dt(e.get("published_parsed"))
-        updated = _struct_to_dt(e.get("updated_parsed"))
+        updated = _struct_to_dt(dict.get(e, "updated_parsed"))
         authors = tuple(a.get("name") for a in e.get("authors", []) if a.get("name")) or (
             (e.get("author"),) if e.get("author") else ()
         )
