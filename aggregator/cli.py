@@ -454,6 +454,61 @@ def schedule(ctx: Ctx, log_level: str) -> None:
     """Run the scheduler in the foreground: refresh every N minutes, digests on their schedules.
 
     Sends each digest period exactly once: at start, and at each scheduled time, the ledger says
+@main.command()
+@click.argument("entry_id")
+@pass_ctx
+@handle_errors
+def explain(ctx: Ctx, entry_id: str) -> None:
+    """Why entries were merged: the story of an entry (id or unique prefix), each member's merge rule
+    and score as stored, the evidence behind it, and each member's topic scores with matched terms."""
+    from .dedupe import explain_story
+    from .publish import story_uri
+    from .store import SQLiteStore
+    from .topics import score_entry
+
+    config = ctx.config
+    store = SQLiteStore(config.database_path)
+    try:
+        matches = store.find_entries(entry_id)
+        if len(matches) != 1:
+            raise AggregatorError(
+                f"{len(matches)} entries match id {entry_id!r}"
+                + ("; give more characters" if matches else "; run `aggregator refresh` first?")
+            )
+        links = store.story_links()
+        if matches[0].id not in links:
+            raise AggregatorError(f"entry {matches[0].id} has no story yet; run `aggregator refresh`")
+        story_id = links[matches[0].id].story_id
+        entries = {e.id: e for e in store.iter_entries()}
+    finally:
+        store.close()
+    why = explain_story(story_id, entries, links, config.dedupe)
+    count = f"{len(why)} entr{'y' if len(why) == 1 else 'ies'}"
+    click.echo(f"story {story_id}: {count}; Atom id {story_uri(config, story_id)}")
+    for m in why:
+        e, link, ev = m.entry, m.link, m.evidence
+        click.echo("")
+        click.echo(f"* {e.id}  [{e.source}]  {e.title}")
+        published = e.published.date().isoformat() if e.published else "unknown"
+        click.echo(f"    published {published}; first seen {e.first_seen.isoformat() if e.first_seen else '-'}")
+        if link.matched_with:
+            click.echo(f"    merged by: {link.rule}, score {link.score:.3f}, matched with {link.matched_with}")
+        else:
+            click.echo(f"    merged by: {link.rule} (the story's first entry)")
+        if ev is not None:
+            days = "-" if ev.days_apart is None else f"{ev.days_apart:g}"
+            nums = "-" if ev.numbers is None else f"{ev.numbers:.2f}"
+            click.echo(
+                f"    evidence: text containment {ev.containment:.2f}, jaccard {ev.jaccard:.2f}, title {ev.title:.2f},"
+                f" shorter text {ev.size} shingles, days apart {days}, numbers agree {nums}"
+            )
+            click.echo(f"    today's verdict: {ev.rule or 'no merge'} ({ev.reason})")
+        for t in score_entry(e, config.topics):
+            terms = ", ".join(f"{term} {w:g}" for term, w in t.matched) or "no terms matched"
+            state = "assigned" if t.assigned else (f"vetoed by {t.excluded_by!r}" if t.excluded_by else "not assigned")
+            click.echo(f"    topic {t.topic}: score {t.score:g} ({state}): {terms}")
+
+
     what is due (a period missed while down is caught up once, per `schedule.catch_up`). Holds the
     single-instance lock: a second daemon or `digest --send` exits with status 3. Stops cleanly on
     SIGTERM or Ctrl-C, after the running job. Schedule changes in feeds.yaml apply at next start.

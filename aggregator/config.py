@@ -260,9 +260,27 @@ class FeedOutputConfig(_Model):
 
 
 class DedupeConfig(_Model):
+    """How copies of one story are found and which one is published (see dedupe.py).
+
+    never_merge / always_merge: pairs of entries, each named by entry id, id prefix or URL.
+    """
+
     priority: tuple[str, ...] = ()  # source names, most preferred first
     never_merge: tuple[tuple[str, str], ...] = ()
     always_merge: tuple[tuple[str, str], ...] = ()
+    # Copies published further apart than this are different stories (when both dates are known).
+    # 30 days: a university often posts two weeks after the event that papers reported next day.
+    window_days: float = Field(default=30, gt=0)
+    # A new entry is compared with entries first seen this far back; older news is not re-reported.
+    lookback_days: float = Field(default=60, gt=0)
+
+    @field_validator("never_merge", "always_merge")
+    @classmethod
+    def _pairs(cls, v: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for a, b in v:
+            if not a.strip() or not b.strip() or a.strip() == b.strip():
+                raise ValueError(f"pair [{a!r}, {b!r}]: name two different entries (id, id prefix or URL)")
+        return v
 
 
 class ScheduleConfig(_Model):

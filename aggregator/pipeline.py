@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from . import health
 from .config import Config, DigestConfig, SourceConfig
-from .dedupe import build_stories
+from .dedupe import DEDUPE_STATE_KEY, Clustering, Signature, cluster, fingerprint, signature_horizon
 from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
 from .errors import AggregatorError, FetchError, ParseError
 from .fetch import HttpFetcher, permanent_redirect
@@ -279,15 +279,36 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     return RunReport(results=ordered, outputs=tuple(str(p) for p in outputs))
 
 
+def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None) -> Clustering:
+    """Cluster the stored entries, keeping stored story assignments; loads only the signatures needed."""
+    store = deps.store
+    entries = list(store.iter_entries(until=until))
+    links = store.story_links()
+    state = store.get_dedupe_state(DEDUPE_STATE_KEY)
+    needed, since = signature_horizon(entries, links, state, config.dedupe)
+    rows = store.dedupe_signatures(since=since) if needed else {}
+    sigs = {k: Signature(*v) for k, v in rows.items()}
+    return cluster(entries, config.dedupe, links=links, signatures=sigs, state=state)
+
+
 def rebuild_stories(config: Config, deps: Deps) -> list[Story]:
-    stories, links = build_stories(deps.store.iter_entries(), config.dedupe.priority)
-    deps.store.put_story_links(links)
-    return stories
+    """Assign new entries to stories (existing assignments stay) and store why each one joined."""
+    result = _cluster_stored(config, deps)
+    with deps.store.transaction():
+        if result.signatures:
+            deps.store.put_dedupe_signatures({k: (s.basis, s.body, s.title) for k, s in result.signatures.items()})
+        if result.changed:
+            deps.store.put_story_links(result.changed)
+        deps.store.set_dedupe_state(DEDUPE_STATE_KEY, fingerprint(config.dedupe))
+    return result.stories
 
 
 def stories_in_window(config: Config, deps: Deps, start: datetime, end: datetime) -> list[Story]:
-    """Stories whose first member was first seen in [start, end): late copies don't resend a story."""
-    stories, _ = build_stories(deps.store.iter_entries(until=end), config.dedupe.priority)
+    """Stories whose first member was first seen in [start, end): late copies don't resend a story.
+
+    Members first seen after `end` are left out, so a past window shows what was known then.
+    """
+    stories = _cluster_stored(config, deps, until=end).stories
     return [s for s in stories if s.first_seen and start <= s.first_seen < end]
 
 
@@ -333,6 +354,7 @@ def write_digest_files(digest: Digest, out_dir: Path, eml: bytes) -> list[Path]:
     write_atomic(paths[1], digest.text.encode("utf-8"))
     write_atomic(paths[2], eml)
     return paths
+
 
 # -- scheduled digests: render -> ledger -> deliver ----------------------------------------------
 

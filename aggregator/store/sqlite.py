@@ -7,7 +7,7 @@ transaction, so a killed process leaves either the old or the new state, never h
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -65,6 +65,20 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL,
         sent_at TEXT,
         PRIMARY KEY (subscription, period_start, recipient)
+    );
+    """,
+    # Dedupe: MinHash signatures (so a refresh hashes only new or changed entries) and the
+    # fingerprint of the settings the story links were made with.
+    """
+    CREATE TABLE dedupe_signatures (
+        entry_id TEXT PRIMARY KEY,
+        basis TEXT NOT NULL,
+        body BLOB NOT NULL,
+        title BLOB NOT NULL
+    );
+    CREATE TABLE dedupe_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );
     """,
 ]
@@ -218,6 +232,30 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO story_links(entry_id, story_id, rule, score, matched_with) VALUES (?,?,?,?,?)",
                 [(link.entry_id, link.story_id, link.rule, link.score, link.matched_with) for link in links],
             )
+
+    def dedupe_signatures(self, *, since: datetime | None = None) -> dict[str, tuple[str, bytes, bytes]]:
+        """Stored signatures, entry id -> (basis, body, title); `since`: of entries first seen then or later."""
+        sql = "SELECT s.entry_id, s.basis, s.body, s.title FROM dedupe_signatures s"
+        args: list[str] = []
+        if since is not None:
+            sql += " JOIN entries e ON e.id = s.entry_id WHERE e.first_seen >= ?"
+            args.append(since.isoformat())
+        return {r[0]: (r[1], r[2], r[3]) for r in self.db.execute(sql, args)}
+
+    def put_dedupe_signatures(self, rows: Mapping[str, tuple[str, bytes, bytes]]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO dedupe_signatures(entry_id, basis, body, title) VALUES (?,?,?,?)",
+                [(k, basis, body, title) for k, (basis, body, title) in rows.items()],
+            )
+
+    def get_dedupe_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM dedupe_state WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_dedupe_state(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO dedupe_state(key, value) VALUES (?,?)", (key, value))
 
 
 class _Tx:
