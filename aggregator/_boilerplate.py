@@ -90,7 +90,8 @@ RULES: tuple[Rule, ...] = (
     _r(
         "address line",
         r"^(?:address|add|地址|通讯地址|校址|zip|zip code|postcode|post code|postal code|邮编|邮政编码|tel|phone|telephone|"
-        r"fax|电话|联系电话|传真|e-?mail|邮箱|电子邮箱|联系我们|contact us|contact|联系方式|hotline|热线)\s*[:：]",
+        r"fax|电话|联系电话|传真|e-?mail|邮箱|电子邮箱|联系我们|contact us|contacts?|联系方式|hotline|热线|"
+        r"(?:media|press|news)\s+(?:contacts?|enquiries|inquiries|office)|for (?:more information|media enquiries))\s*[:：]",
         footer=True,
     ),
     _r(
@@ -113,7 +114,23 @@ RULES: tuple[Rule, ...] = (
         r"you are here|location)\s*[:：]",
     ),
     _r("breadcrumb", r"^[^<>›»]{1,24}(?:\s*[>›»]\s*[^<>›»]{1,40}){2,}$"),
-    _r("tag line", r"^(?:tags?|keywords?|key words|关键词|关键字|标签|topics?|categor(?:y|ies)|栏目|分类)\s*[:：]"),
+    _r(
+        "tag line",
+        r"^(?:tags?|tagged|keywords?|key words|关键词|关键字|标签|topics?|categor(?:y|ies)|filed under|posted in|栏目|分类)"
+        r"\s*[:：]",
+    ),
+    _r(
+        "comments line",
+        r"^(?:leave a (?:comment|reply)|post a comment|add (?:a )?comment|comments?\s*(?:[(（]\d+[)）]|[:：]\s*\d*)?|"
+        r"\d+\s+comments?|no comments(?: yet)?|发表评论|我要评论|网友评论|评论\s*[(（]?\d*[)）]?)$",
+        footer=True,
+    ),
+    # Government and archive pages list document fields above the title: "索引号：...", "发布机构：...".
+    _r(
+        "document field",
+        r"^[\u4e00-\u9fff]{1,5}(?:号|机构|机关|单位|分类|类别|日期|时间|有效性|主题词|文号|字号)\s*[:：]",
+    ),
+    _r("press release banner", r"^(?:for immediate release|news release|press release|新闻稿|通稿)\s*[:：]?$"),
     _r("short action", r"^(?:" + _SHORT_ACTIONS + r")$"),
     _r("image placeholder", r"^[\[【(（]?\s*(?:图片|image|photo|picture|img|video|视频)\s*[\]】)）]?$"),
     _r("no words", r"^[\W_]*$"),
@@ -136,7 +153,7 @@ _BYLINE = (
     r"photo|photos|photo by|photos by|photography|photographer|images?|translator|translated by|translation|"
     r"proofread(?:er|ing)?|reviewer|reviewed by|contributor|contributed by|contributing writer|reported by|by|"
     r"编辑|责任编辑|责编|主编|审核|审校|审稿|校对|作者|文字|文/图|图/文|文|图|图片|摄影|摄|记者|撰稿|撰文|"
-    r"初审|复审|终审|通讯员|翻译|译者|排版|美编|采写|整理|文字编辑|图片编辑|视频"
+    r"初审|复审|终审|本报记者|本报通讯员|特约记者|见习记者|通讯员|翻译|译者|排版|美编|采写|整理|文字编辑|图片编辑|视频"
 )
 BYLINE = re.compile(
     r"^[(（\[【]?\s*(?P<label>"
@@ -147,7 +164,8 @@ BYLINE = re.compile(
 # A line made of several metadata fields: "作者：张三  来源：新华网  发布时间：2025-05-20".
 FIELD_SPLIT = re.compile(r"\s{2,}|\s*[|｜]\s*|\u3000+|(?<=[)）\]】])\s*(?=[(（\[【])")
 SOURCE_FIELD = re.compile(
-    r"^[(（\[【]?\s*(?:来源|稿件来源|信息来源|source|供稿|供稿单位|from)\s*[:：]\s*(?P<src>.+?)[)）\]】]?$", _I
+    r"^[(（\[【]?\s*(?:来源|稿件来源|信息来源|本文来源|文章来源|新闻来源|source|供稿|供稿单位|from)\s*[:：]\s*(?P<src>.+?)[)）\]】]?$",
+    _I,
 )
 
 _IMAGE_EXT = r"\.(?:jpe?g|png|gif|webp|bmp|tiff?|svg|heic)"

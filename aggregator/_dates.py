@@ -84,10 +84,10 @@ _DATELINES = [
         + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?:\s*,?\s*(?P<y>(?:19|20)\d{2})\b)?",
         re.I,
     ),
-    # "BEIJING, March 3 (Xinhua) --", "GANZHOU, Aug. 16 —"
+    # "BEIJING, March 3 (Xinhua) --", "GANZHOU, Aug. 16 —", "SYDNEY, Australia, June 3, 2025 /PRNewswire/ --"
     re.compile(
-        r"^[A-Z][A-Z .'-]{1,30},\s*" + _MON + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?(?:\s*,?\s*(?P<y>(?:19|20)\d{2}))?"
-        r"\s*(?:\(|--|—|–|-)",
+        r"^[A-Z][A-Z .'-]{1,30},\s*(?:[A-Z][A-Za-z .'-]{1,30},\s*)?(?i:" + _MON + r")\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?"
+        r"(?:\s*,?\s*(?P<y>(?:19|20)\d{2}))?\s*(?:/[^/\n]{1,40}/\s*)?(?:\(|--|—|–|-)",
     ),
     # "8月16日，…", "本报讯 8月16日上午，…", "（记者 张三）2024年3月9日，…"
     re.compile(

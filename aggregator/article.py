@@ -46,7 +46,7 @@ _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _TITLE_LABEL = re.compile(r"^(?:title|headline|标题|题目)\s*[:：]\s*", re.I)
 _NAME_LIKE = re.compile(r"^(?:[A-Z][\w.'’-]*\.?)(?:\s+(?:[A-Z][\w.'’-]*\.?|de|van|von|der|la|le|and|&|,)){0,6}$")
-_NO_COLON_OK = {"by", "记者", "通讯员", "文/图", "图/文", "摄", "文"}
+_NO_COLON_OK = {"by", "记者", "通讯员", "文/图", "图/文", "摄", "文", "本报记者", "本报通讯员", "特约记者", "见习记者"}
 # A domain as pages print it (footer, banner); the TLD list keeps "Ave.,Ganzhou.Jiangxi" out.
 _DOMAIN = re.compile(
     r"(?<![@\w.-])(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
@@ -59,7 +59,7 @@ _COPYRIGHT_LEAD = re.compile(
     re.I,
 )
 _COPYRIGHT_STOP = re.compile(
-    r"\s*(?:all rights reserved|版权所有|保留所有权利|[.。|｜,，;；]|\s{2,}|\d{4}|地址|address|电话|tel\b|icp|"
+    r"\s*(?:all rights reserved|版权所有|保留所有权利|\.(?=\s|$)|[。|｜,，;；]|\s{2,}|\d{4}|地址|address|电话|tel\b|icp|"
     r"(?<![@\w.-])(?:https?://)?[a-z0-9-]+\.[a-z0-9.-]+\.[a-z]{2,}).*$",
     re.I,
 )
@@ -317,6 +317,7 @@ def _choose_title(lines: list[_Line]) -> int | None:
         first_candidate = first_candidate if first_candidate is not None else i
         meta_between = False
         anchored = False
+        lead_in = False  # one salutation/lead-in line ("各有关单位：") may sit between title and body
         for j in range(i + 1, len(lines)):
             k = lines[j].kind
             if k in ("date", "byline", "label", "value"):
@@ -325,6 +326,9 @@ def _choose_title(lines: list[_Line]) -> int | None:
             if k in ("boiler", "image"):
                 continue
             anchored = is_prose(lines[j].text)
+            if not anchored and not lead_in and lines[j].text.endswith((":", "：", ",", "，")):
+                lead_in = True
+                continue
             break
         if meta_between and fallback_near_date is None:
             fallback_near_date = i
@@ -338,10 +342,27 @@ def _choose_title(lines: list[_Line]) -> int | None:
         if rank and (best is None or (rank, -i) > best):
             best = (rank, -i)
     if best:
-        return -best[1]
+        return _before_deck(lines, -best[1])
     if fallback_near_date is not None:
         return fallback_near_date
     return first_candidate
+
+
+def _title_case_share(s: str) -> float:
+    words = [w for w in _LATIN_WORD.findall(s) if len(w) > 3]  # "of", "and", "the" are lowercase in titles
+    return sum(w[0].isupper() for w in words) / len(words) if words else 0.0
+
+
+def _before_deck(lines: list[_Line], i: int) -> int:
+    """A sentence-case line under a Title Case headline is its deck: the headline is the title."""
+    j = i - 1
+    while j >= 0 and lines[j].kind in ("boiler", "image"):
+        j -= 1
+    if j < 0 or lines[j].kind != "text" or not is_headline(lines[j].text) or cjk_count(lines[i].text):
+        return i
+    if _title_case_share(lines[j].text) >= 0.6 and _title_case_share(lines[i].text) < 0.4:
+        return j
+    return i
 
 
 def _site_from_copyright(line: str) -> str | None:
@@ -350,7 +371,7 @@ def _site_from_copyright(line: str) -> str | None:
     if not rest and "版权所有" in line:
         before = line.split("版权所有")[0]
         rest = re.sub(r"^.*?(?:copyright|©)\s*[:：]?\s*(?:\d{4}\s*)?", "", before, flags=re.I).strip(" :：-–—©|")
-    if 2 <= len(rest) <= 80 and not _DOMAIN.fullmatch(rest) and not rest.isdigit():
+    if 2 <= len(rest) <= 80 and not rest.isdigit():
         return rest
     return None
 

@@ -154,9 +154,11 @@ def test_is_headline(line: str, headline: bool) -> None:
     assert is_headline(line) is headline
 
 
-def main() -> int:
-    """Print per-page problems and the corpus scores; exit 1 if any page is wrong."""
-    rows = [(p.name, score(p)) for p in PAGES]
+def main(argv: list[str]) -> int:
+    """Print per-page problems and the scores of a corpus folder; exit 1 if any page is wrong."""
+    folder = Path(argv[0]) if argv else ARTICLES
+    pages = sorted(p for p in folder.iterdir() if p.suffix in (".txt", ".html"))
+    rows = [(p.name, score(p)) for p in pages]
     for name, s in rows:
         if s.problems:
             print(f"{name}: " + "; ".join(s.problems))
@@ -168,4 +170,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
