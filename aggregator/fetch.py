@@ -6,7 +6,8 @@ How a request is bounded (each a `fetch:` key):
 - `connect_timeout`: per TCP connect;
 - `max_bytes`: the *decoded* body size, counted while decompressing (see _body.py);
 - at most 5 redirects, http/https only, loops detected;
-- `concurrency` requests in flight at once, at most `per_host` to one host name;
+- `concurrency` requests in flight at once (a request stalled past min(connect_timeout, timeout/2)
+  hands its slot on, see _Lease), at most `per_host` to one host name;
 - the SSRF guard (_netguard.py) checks every resolved address at connect time, redirect hops too.
 
 The requests run on an anyio event loop in a helper thread (a blocking portal), so the caller
@@ -73,6 +74,35 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
+class _Lease:
+    """A global concurrency slot that a stalled request hands back early.
+
+    A healthy feed answers in a second or two. A request still running after `slow_after`
+    is most likely stalled; it keeps its socket and runs into its own deadline, but stops
+    blocking the queue. Without this, `concurrency` stalled servers would hold every slot and
+    each further batch of stalls would add a whole deadline to the run. The number of open
+    sockets is still bounded: by `concurrency` plus the stalled requests (at most one per source).
+    """
+
+    def __init__(self, slots: anyio.CapacityLimiter) -> None:
+        self.slots = slots
+        self.token = object()
+        self.held = False
+
+    async def acquire(self) -> None:
+        await self.slots.acquire_on_behalf_of(self.token)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release_on_behalf_of(self.token)
+
+    async def release_after(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        self.release()
+
+
 class _Run:
     """One refresh run's client and limiters; lives on the portal's event loop."""
 
@@ -100,22 +130,39 @@ class _Run:
         host = (urlsplit(source.url).hostname or "").lower()
         limiter = self.per_host.setdefault(host, anyio.CapacityLimiter(self.config.per_host))
         # Host slot first, then a global slot: waiting for a busy host must not hold a global one.
-        async with limiter, self.slots:
+        async with limiter:
+            lease = _Lease(self.slots)
+            await lease.acquire()
             try:
-                with anyio.fail_after(self.config.timeout):
-                    return await self._get(source, state)
-            except TimeoutError:
-                return FetchError(
-                    f"no complete response within {self.config.timeout:g} s (fetch.timeout, the total deadline)"
-                )
-            except FetchError as exc:
-                return exc
-            except BlockedAddressError as exc:
-                return FetchError(str(exc), permanent=True)
-            except httpx.HTTPError as exc:
-                return FetchError(_describe(exc, self.config))
-            except Exception as exc:  # one odd server must not end the run: report it as this source's error
-                return FetchError(f"unexpected {type(exc).__name__}: {exc}")
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(lease.release_after, self.slow_after)
+                    result = await self._bounded_get(source, state)
+                    tg.cancel_scope.cancel()
+                return result
+            finally:
+                lease.release()
+
+    @property
+    def slow_after(self) -> float:
+        """After this long a request gives its global slot back (see _Lease)."""
+        return min(self.config.connect_timeout, self.config.timeout / 2)
+
+    async def _bounded_get(self, source: SourceConfig, state: SourceState) -> Fetched | FetchError:
+        try:
+            with anyio.fail_after(self.config.timeout):
+                return await self._get(source, state)
+        except TimeoutError:
+            return FetchError(
+                f"no complete response within {self.config.timeout:g} s (fetch.timeout, the total deadline)"
+            )
+        except FetchError as exc:
+            return exc
+        except BlockedAddressError as exc:
+            return FetchError(str(exc), permanent=True)
+        except httpx.HTTPError as exc:
+            return FetchError(_describe(exc, self.config))
+        except Exception as exc:  # one odd server must not end the run: report it as this source's error
+            return FetchError(f"unexpected {type(exc).__name__}: {exc}")
 
     async def _get(self, source: SourceConfig, state: SourceState) -> Fetched:
         assert source.url is not None
@@ -138,7 +185,14 @@ class _Run:
                     continue
                 if status == 304:
                     return Fetched(
-                        source.name, url, None, 304, resp_headers, state.etag, state.last_modified, redirects=tuple(hops)
+                        source.name,
+                        url,
+                        None,
+                        304,
+                        resp_headers,
+                        state.etag,
+                        state.last_modified,
+                        redirects=tuple(hops),
                     )
                 if not 200 <= status < 300:
                     reason = resp.reason_phrase or ""

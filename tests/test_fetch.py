@@ -440,3 +440,22 @@ def test_user_agent_from_config(feeds: Feeds, tmp_path: Path) -> None:
     fetcher = HttpFetcher(FetchConfig(**fetch_cfg(user_agent="custom-bot/1.0")))
     fetcher.fetch(SourceConfig(name="a", url=feeds.url("/a.xml")), SourceState("a"))
     assert feeds.requests[0].headers["User-Agent"] == "custom-bot/1.0"
+
+
+def test_more_stalled_servers_than_slots_cost_one_deadline(
+    feeds: Feeds, write_config: Callable[..., Config], clock: Clock
+) -> None:
+    """Four stalled servers, two slots: stalled requests hand their slot on, so no second deadline."""
+    for i in range(4):
+        feeds.never_answers(f"/stall{i}.xml")
+    for i in range(4):
+        feeds.ok(f"/fine{i}.xml", rss(f"fine{i}"))
+    sources = [{"name": f"stall{i}", "url": feeds.url(f"/stall{i}.xml")} for i in range(4)]
+    sources += [{"name": f"fine{i}", "url": feeds.url(f"/fine{i}.xml")} for i in range(4)]
+    cfg = write_config(sources=sources, fetch=fetch_cfg(concurrency=2, connect_timeout=0.3))
+    started = time.monotonic()
+    out = run(cfg, clock)
+    elapsed = time.monotonic() - started
+    assert all(out["results"][f"fine{i}"].new == 2 for i in range(4))
+    assert all(out["results"][f"stall{i}"].failed for i in range(4))
+    assert elapsed < TIMEOUT + 1.2, elapsed  # two rounds of deadlines would take 2 * TIMEOUT
