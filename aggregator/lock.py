@@ -2,7 +2,7 @@
 
 One OS file lock (flock via `filelock`) on a file beside the database: `<database>.lock`. The
 scheduler daemon holds it for its whole life; a manual `digest --send` holds it while it sends.
-Whoever comes second gets a LockedError (exit status 3) naming the holder, instead of waiting:
+Whoever comes second gets a LockedError (exit status 3) naming the holder, instead of queueing:
 a second daemon must not queue up behind the first, and a person at a terminal wants to know now.
 
 The kernel drops an flock when its process dies (even on SIGKILL), so a crash never leaves a stale
@@ -24,6 +24,8 @@ from filelock import FileLock, Timeout
 
 from .config import Config
 from .errors import LockedError
+
+_PROBE_TOLERANCE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def instance_lock(config: Config, purpose: str) -> Iterator[Path]:
     """
     path = lock_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path, timeout=0)
+    # A short wait, not none: `aggregator status` probes the lock for a moment, and that probe
+    # must not turn a starting daemon away. A real holder keeps it far longer than this.
+    lock = FileLock(path, timeout=_PROBE_TOLERANCE_SECONDS)
     try:
         lock.acquire()
     except Timeout:
