@@ -18,6 +18,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import pytest
 from aiosmtpd.controller import Controller
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -282,9 +283,9 @@ class Daemon:
     def count(self, text: str) -> int:
         return sum(text in line for line in list(self.lines))
 
-    def stop(self) -> int:
+    def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         code = self.proc.wait(timeout=10)
         self._reader.join(timeout=5)
         return code
@@ -368,10 +369,13 @@ def test_daemon_sends_once_survives_restart_and_runs_alone(
             "the start-up check",
             lambda: "\n".join(again.lines),
         )
-        assert again.stop() == 0
+        assert again.stop(signal.SIGINT) == 0  # Ctrl-C stops as cleanly as SIGTERM
     finally:
         again.kill()
     assert len(inbox.messages) == 2
+    assert again.lines[-1].endswith("schedule: stopped")
+    # Stopped mid-refresh or not, the published feed is whole (writes are atomic).
+    assert feedparser.parse((config.output_path / "feed.atom").read_bytes()).bozo == 0
 
 
 # -- serve --schedule ------------------------------------------------------------------------------
