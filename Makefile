@@ -31,6 +31,11 @@ run: $(STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+## screenshots: the HTML digest in headless Chromium at 375/800 px, light and dark, into docs/
+screenshots: $(TEST_STAMP)
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium not found: apt-get install -y chromium" >&2; exit 1; }
+	$(BIN)/python scripts/screenshots.py
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check aggregator tests bench
 	$(BIN)/ruff format --check aggregator tests bench

@@ -175,3 +175,33 @@ def test_config_rejects_bad_subject_secrets_and_addresses(write_config: Callable
         write_config(digests=[{"name": "w", "recipients": ["not-an-address"]}], smtp={})
     with pytest.raises(ConfigError, match="https:// or mailto:"):
         write_config(digests=[{"name": "w", "recipients": ["a@example.org"], "unsubscribe_url": "http://x"}])
+
+
+def test_no_horizontal_overflow_at_phone_width(config: Config, tmp_path: Path) -> None:
+    """The rendered HTML in headless Chromium at 375 px (light and dark): the document is no wider
+    than the viewport, even with an unbreakable title, a long URL and CJK text. A deliberately
+    wide page proves the measurement can see overflow."""
+    from scripts.headless import Chromium, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip(
+            "CHROMIUM NOT FOUND: the 375 px overflow check did NOT run (apt-get install -y chromium; "
+            ".ci/run installs it)"
+        )
+    nasty = [
+        *stories(),
+        Story("w1", first_seen(entry(50, title="Neodymium" * 12, link="https://news.example.com/" + "x" * 150))),
+        Story("w2", first_seen(entry(51, title="稀土永磁产业联合实验室" * 6, summary="稀土" * 200))),
+    ]
+    ctx = build_context(config, nasty, start=START, end=END, recipient="a-very-long-address-" * 3 + "@example.org")
+    page = tmp_path / "digest.html"
+    page.write_text(render_digest(ctx, "s").html, encoding="utf-8")
+    wide = tmp_path / "wide.html"
+    wide.write_text('<meta name="viewport" content="width=device-width"><div style="width:600px">x</div>')
+    with Chromium() as browser:
+        for dark in (False, True):
+            shot = browser.shoot(page, 375, dark=dark)
+            assert shot.dark is dark
+            assert shot.client_width == 375
+            assert shot.scroll_width <= 375, f"overflow at 375 px ({'dark' if dark else 'light'}): {shot.scroll_width}"
+        assert browser.shoot(wide, 375).scroll_width > 375
