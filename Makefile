@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: run test lint bench screenshots clean
 
@@ -19,6 +20,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(STAMP)
 
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@ $(STAMP)
+
 ## run: set up and run the main job on feeds.yaml (refresh + a one-off digest)
 run: $(STAMP)
 	$(BIN)/aggregator validate
@@ -30,6 +35,10 @@ run: $(STAMP)
 ## test: set up (with test extras) and run the whole test suite
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## bench: benchmarks against bare feedparser and reader (not part of make test; see bench/README.md)
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## screenshots: the HTML digest in headless Chromium at 375/800 px, light and dark, into docs/
 screenshots: $(TEST_STAMP)
