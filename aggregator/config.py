@@ -290,9 +290,10 @@ class ScheduleConfig(_Model):
     # Overrides refresh_minutes when set; for tests and demos (the fetch layer still enforces
     # each source's min_interval_minutes and backoff, so a short interval is never impolite).
     refresh_seconds: int | None = Field(default=None, ge=1)
-    # How late APScheduler may still start a job (busy worker, suspended laptop), and how late a
-    # digest still counts as "on time" for `catch_up: skip`. One hour: a weekly digest an hour
-    # late is still this week's digest.
+    # How late APScheduler may still start a refresh (busy worker, suspended laptop), and how
+    # late a digest still counts as "on time" for `catch_up: skip` (digest jobs themselves run
+    # however late; the ledger decides). One hour: a weekly digest an hour late is still this
+    # week's digest.
     misfire_grace_seconds: int = Field(default=3600, ge=1)
     # A period missed while the daemon was down: "send" one catch-up digest covering the whole
     # gap at the next start; "skip" logs the gap and waits for the next scheduled time.

@@ -10,11 +10,13 @@ Jobs (fixed ids, so a restart replaces rather than duplicates them):
 
 Job store: SQLAlchemyJobStore on `<database stem>.jobs.sqlite` beside the database, so
 `aggregator status` can read next run times from another process. Every job: coalesce=True (a
-backlog of missed runs becomes one run), max_instances=1, misfire_grace_time =
-`schedule.misfire_grace_seconds` (default 3600 s: a run more than an hour late is dropped by
-APScheduler; for digests that is harmless, because of the next paragraph). Jobs are re-added with
-replace_existing=True at every start, and jobs no longer in feeds.yaml are removed, so a schedule
-change takes effect at the next start.
+backlog of missed runs becomes one run), max_instances=1. misfire_grace_time: for refresh and
+retry, `schedule.misfire_grace_seconds` (default 3600 s: a run more than an hour late, after a
+suspend or behind a long job, is dropped and the next interval does the work); for digest jobs
+None, i.e. run however late: a digest run only asks the ledger, so a late run is always safe, and
+whether a late period is still sent is the catch-up policy's call (below), not APScheduler's. Jobs
+are re-added with replace_existing=True at every start, and jobs no longer in feeds.yaml are
+removed, so a schedule change takes effect at the next start.
 
 The ledger, not APScheduler, decides what is sent: a digest job asks `periods.due_periods` what
 is due and unsent given the last period the ledger recorded, and sends each such period once
@@ -272,6 +274,7 @@ def build_scheduler(config: Config, scheduler: BaseScheduler, now: datetime) -> 
             id=digest_job_id(sub.name),
             name=f"digest {sub.name}",
             replace_existing=True,
+            misfire_grace_time=None,  # see the module docstring: the ledger decides, late or not
         )
         # The ledger check at start: sends a period missed while we were down.
         scheduler.add_job(
