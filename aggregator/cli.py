@@ -215,8 +215,15 @@ def digest(
         now = deps.clock()
         start_opt = _parse_when(since, tz)
         end_opt = _parse_when(until, tz, end=True)
+        if send and dry_run:
+            _digest_send(config, deps, subs, start_opt, end_opt, now, dry_run=True, out_dir=out_dir)
+            return
         if send:
-            ok = _digest_send(config, deps, subs, start_opt, end_opt, now, dry_run=dry_run, out_dir=out_dir)
+            from .lock import instance_lock
+
+            # One sender at a time: the daemon and a manual --send must not race on the ledger.
+            with instance_lock(config, "digest --send"):
+                ok = _digest_send(config, deps, subs, start_opt, end_opt, now, dry_run=False, out_dir=out_dir)
             if not ok:
                 sys.exit(1)
             return

@@ -223,3 +223,29 @@ def test_cli_send_failure_exits_nonzero_with_the_reason(project: Path, write_con
     assert "cannot connect to SMTP server" in result.output and "1 pending" in result.output
     listed = CliRunner().invoke(main, ["-c", str(project / "feeds.yaml"), "digest", "--list"])
     assert "pending" in listed.output and "next try" in listed.output
+
+
+def test_cli_send_refuses_while_another_sender_holds_the_lock(
+    project: Path, write_config: Callable[..., Config]
+) -> None:
+    config = write_config(digests=[{"name": "weekly", "recipients": [A], "outbox": "outbox"}])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from aggregator.config import load_config; from aggregator.lock import instance_lock\n"
+            "with instance_lock(load_config(sys.argv[1]), 'schedule'):\n"
+            "    print('held', flush=True); time.sleep(30)",
+            str(project / "feeds.yaml"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        result = CliRunner().invoke(main, ["-c", str(project / "feeds.yaml"), "digest", "--send"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 3 and "schedule" in result.output
+    assert not config.resolve("outbox").exists()
