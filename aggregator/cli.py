@@ -468,7 +468,7 @@ def schedule(ctx: Ctx, log_level: str) -> None:
 def explain(ctx: Ctx, entry_id: str) -> None:
     """Why entries were merged: the story of an entry (id or unique prefix), each member's merge rule
     and score as stored, the evidence behind it, and each member's topic scores with matched terms."""
-    from .dedupe import explain_story
+    from .dedupe import explain_story, primary_key
     from .publish import story_uri
     from .store import SQLiteStore
     from .topics import score_entry
@@ -490,12 +490,13 @@ def explain(ctx: Ctx, entry_id: str) -> None:
     finally:
         store.close()
     why = explain_story(story_id, entries, links, config.dedupe)
+    primary = min((m.entry for m in why), key=primary_key(config.dedupe.priority)).id
     count = f"{len(why)} entr{'y' if len(why) == 1 else 'ies'}"
     click.echo(f"story {story_id}: {count}; Atom id {story_uri(config, story_id)}")
     for m in why:
         e, link, ev = m.entry, m.link, m.evidence
         click.echo("")
-        click.echo(f"* {e.id}  [{e.source}]  {e.title}")
+        click.echo(f"* {e.id}  [{e.source}]  {e.title}" + ("  (published)" if e.id == primary else ""))
         published = e.published.date().isoformat() if e.published else "unknown"
         click.echo(f"    published {published}; first seen {e.first_seen.isoformat() if e.first_seen else '-'}")
         if link.matched_with:

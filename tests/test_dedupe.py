@@ -1,0 +1,401 @@
+"""Dedupe: the labelled pair set, exact rules, stable story ids, explain, pins, and end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from aggregator.cli import main
+from aggregator.config import Config, DedupeConfig
+from aggregator.dedupe import Clustering, cluster, compare, features, fingerprint
+from aggregator.normalize import normalize
+from aggregator.pipeline import make_deps, make_digest, refresh
+from aggregator.types import DatePrecision, Entry, RawItem
+
+from .conftest import Clock
+
+DATA = Path(__file__).resolve().parent / "data" / "dedupe"
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+
+def make_entry(
+    source: str,
+    title: str,
+    body: str,
+    *,
+    published: datetime | None = None,
+    url: str | None = None,
+    guid: str | None = None,
+    first_seen: datetime = T0,
+) -> Entry:
+    """An Entry as normalize makes it (real content hash, canonical URL), first seen at `first_seen`."""
+    item = RawItem(
+        source=source,
+        guid=guid or f"{source}:{title}",
+        link=url,
+        title=title,
+        content_text=body,
+        published=published,
+        date_precision=DatePrecision.DAY if published else DatePrecision.NONE,
+    )
+    return dataclasses.replace(normalize(item, fetched_at=T0 + timedelta(days=3650)), first_seen=first_seen)
+
+
+def load_labelled() -> tuple[dict[str, Entry], list[dict[str, Any]]]:
+    """The labelled articles (by key) and pairs of tests/data/dedupe."""
+    arts: dict[str, Entry] = {}
+    for name in ("articles_en.yaml", "articles_zh.yaml"):
+        for key, a in yaml.safe_load((DATA / name).read_text(encoding="utf-8")).items():
+            pub = a.get("published")
+            when = datetime(pub.year, pub.month, pub.day, tzinfo=UTC) if pub else None
+            arts[key] = make_entry(a["source"], a["title"], a["body"], published=when, url=a.get("url"), guid=key)
+    pairs = yaml.safe_load((DATA / "pairs.yaml").read_text(encoding="utf-8"))
+    return arts, pairs
+
+
+def pair_metrics(arts: dict[str, Entry], pairs: Iterable[dict[str, Any]], result: Clustering) -> dict[str, Any]:
+    """Precision and recall of a clustering on the labelled pairs (same story = predicted duplicate)."""
+    story = {e.id: result.links[e.id].story_id for e in arts.values()}
+    tp = fp = fn = tn = 0
+    wrong = []
+    for p in pairs:
+        merged = story[arts[p["a"]].id] == story[arts[p["b"]].id]
+        if merged and p["same"]:
+            tp += 1
+        elif merged:
+            fp += 1
+            wrong.append(("false merge", p["a"], p["b"]))
+        elif p["same"]:
+            fn += 1
+            wrong.append(("missed", p["a"], p["b"]))
+        else:
+            tn += 1
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "wrong": wrong,
+    }
+
+
+# -- the labelled set ----------------------------------------------------------------------
+
+
+def test_labelled_set_has_enough_pairs_of_every_kind() -> None:
+    arts, pairs = load_labelled()
+    assert len(pairs) >= 40
+    kinds = {p["kind"] for p in pairs}
+    assert {"reprint", "rewrite", "summary", "two-feeds", "same-institution", "follow-up", "template"} <= kinds
+    zh = [p for p in pairs if p["a"].startswith("z")]
+    assert len(zh) >= 15, "Chinese pairs"
+    for p in pairs:
+        assert p["a"] in arts and p["b"] in arts, p
+
+
+def test_labelled_set_precision_and_recall() -> None:
+    """Stories over all labelled articles at once: the pairs that end in one story are the merges."""
+    arts, pairs = load_labelled()
+    m = pair_metrics(arts, pairs, cluster(arts.values(), DedupeConfig()))
+    assert m["precision"] >= 0.98, m["wrong"]
+    assert m["recall"] >= 0.95, m["wrong"]
+
+
+def test_labelled_pairs_judged_alone() -> None:
+    """`compare` on each pair alone: it never merges a negative; a few positives only join through a
+    third copy (a summary of a rewrite), so pairwise recall is lower than the stories' recall."""
+    arts, pairs = load_labelled()
+    cfg = DedupeConfig()
+    feats = {k: features(e) for k, e in arts.items()}
+    verdicts = [(p, compare(arts[p["a"]], arts[p["b"]], feats[p["a"]], feats[p["b"]], cfg)) for p in pairs]
+    false_merges = [(p["a"], p["b"], ev.rule) for p, ev in verdicts if ev.rule and not p["same"]]
+    assert false_merges == []
+    positives = [ev for p, ev in verdicts if p["same"]]
+    assert sum(1 for ev in positives if ev.rule) / len(positives) >= 0.85
+
+
+def test_labelled_set_same_stories_in_any_input_order() -> None:
+    arts, _ = load_labelled()
+    entries = list(arts.values())
+    first = cluster(entries, DedupeConfig()).links
+    for seed in range(3):
+        import random
+
+        shuffled = entries[:]
+        random.Random(seed).shuffle(shuffled)
+        assert cluster(shuffled, DedupeConfig()).links == first
+
+
+# -- the rules -----------------------------------------------------------------------------
+
+BODY = (DATA / "articles_en.yaml").read_text(encoding="utf-8")
+_F1 = yaml.safe_load(BODY)["f1-orig"]["body"]
+
+
+def test_reprint_with_new_header_and_footer_is_a_duplicate() -> None:
+    a = make_entry("uni", "Baotou delegation visits JXUST", _F1)
+    b = make_entry(
+        "wiki",
+        "Wiki: Baotou delegation visits JXUST",
+        "Rare Earth Wiki | News | Reprinted with permission of the JXUST news office.\n\n"
+        + _F1
+        + "\n\nDisclaimer: reprinted for information only. Related: prices, magnets, output, exports, policy.",
+    )
+    ev = compare(a, b, features(a), features(b), DedupeConfig())
+    assert ev.rule == "near-duplicate" and ev.containment >= 0.95
+
+
+def test_within_one_source_only_id_or_canonical_url_merge() -> None:
+    a = make_entry("uni", "Visit", _F1, url="https://uni.example/news/1?utm_source=rss", guid="1")
+    same_url = make_entry("uni", "Visit (updated)", _F1 + "\n\nUpdated.", url="http://UNI.example/news/1/", guid="2")
+    same_text = make_entry("uni", "Visit", _F1, url="https://uni.example/news/2", guid="3")
+    result = cluster([a, same_url, same_text], DedupeConfig())
+    assert result.links[same_url.id].story_id == result.links[a.id].story_id
+    assert result.links[same_url.id].rule == "canonical-url"
+    assert result.links[same_text.id].story_id == same_text.id  # same body, same source: not merged
+
+
+def test_same_body_in_two_sources_merges_on_content_hash() -> None:
+    a = make_entry("uni", "Visit", _F1, guid="1")
+    b = make_entry("paper", "A visit", _F1.replace("\n\n", "\n\n\n").upper(), guid="1")
+    result = cluster([a, b], DedupeConfig())
+    assert {result.links[a.id].rule, result.links[b.id].rule} == {"founder", "content-hash"}
+
+
+def test_short_text_never_merges_on_text_alone() -> None:
+    body = "Spot prices of praseodymium-neodymium oxide rose to 560,000 yuan per tonne."
+    a = make_entry("a", "NdPr price up", body, published=T0)
+    b = make_entry("b", "Magnet makers restock", body + " More later.", published=T0)
+    c = make_entry("c", "NdPr price up", body + " More later.", published=T0)
+    cfg = DedupeConfig()
+    assert compare(a, b, features(a), features(b), cfg).rule is None  # same text, other title
+    assert compare(a, c, features(a), features(c), cfg).rule == "short-text+title"
+    undated = dataclasses.replace(c, published=None)
+    assert compare(a, undated, features(a), features(undated), cfg).rule is None  # needs both dates
+
+
+def test_dates_outside_the_window_do_not_merge() -> None:
+    a = make_entry("uni", "Visit", _F1 + " one", published=T0)
+    b = make_entry("wiki", "Visit", _F1 + " two", published=T0 + timedelta(days=45))
+    ev = compare(a, b, features(a), features(b), DedupeConfig())
+    assert ev.rule is None and "45 days apart" in ev.reason
+    assert compare(a, b, features(a), features(b), DedupeConfig(window_days=60)).rule == "near-duplicate"
+
+
+def test_primary_by_priority_then_earliest_then_richest() -> None:
+    a = make_entry("wiki", "Visit", _F1 + " extra words here", published=T0)
+    b = make_entry("uni", "Visit", _F1, published=T0 + timedelta(days=1))
+    c = make_entry("paper", "Visit", _F1 + " x", published=T0 - timedelta(days=1))
+    (story,) = cluster([a, b, c], DedupeConfig(priority=("uni",))).stories
+    assert story.primary.id == b.id
+    (story,) = cluster([a, b, c], DedupeConfig()).stories
+    assert story.primary.id == c.id  # earliest published
+    c2 = dataclasses.replace(c, published=T0)
+    (story,) = cluster([a, b, c2], DedupeConfig()).stories
+    assert story.primary.id == a.id  # same date: the richest content
+
+
+# -- stable ids ----------------------------------------------------------------------------
+
+
+def test_late_duplicate_joins_existing_story_without_changing_its_id() -> None:
+    arts, _ = load_labelled()
+    cfg = DedupeConfig()
+    orig = arts["z1-orig"]
+    late = dataclasses.replace(arts["z1-reprint"], first_seen=T0 + timedelta(hours=5))
+    later = dataclasses.replace(arts["z1-rewrite"], first_seen=T0 + timedelta(days=2))
+    run1 = cluster([orig], cfg)
+    sigs = dict(run1.signatures)
+    run2 = cluster([orig, late], cfg, links=run1.links, signatures=sigs, state=fingerprint(cfg))
+    assert set(run2.signatures) == {late.id}, "stored signatures are reused, only the new entry is hashed"
+    sigs |= run2.signatures
+    run3 = cluster([orig, late, later], cfg, links=run2.links, signatures=sigs, state=fingerprint(cfg))
+    assert [s.id for s in run3.stories] == [orig.id]
+    assert run3.links[later.id].story_id == orig.id and run3.links[later.id].rule == "near-duplicate"
+    assert [link.entry_id for link in run3.changed] == [later.id]
+    # Re-running changes nothing.
+    run4 = cluster([orig, late, later], cfg, links=run3.links, signatures=sigs, state=fingerprint(cfg))
+    assert run4.changed == [] and run4.signatures == {} and run4.links == run3.links
+
+
+def test_incremental_runs_give_the_same_stories_as_one_full_pass() -> None:
+    arts, _ = load_labelled()
+    cfg = DedupeConfig()
+    staged = [dataclasses.replace(e, first_seen=T0 + timedelta(hours=i % 5)) for i, e in enumerate(arts.values())]
+    full = cluster(staged, cfg)
+    links: dict = {}
+    sigs: dict = {}
+    for hour in range(5):
+        seen = [e for e in staged if e.first_seen <= T0 + timedelta(hours=hour)]
+        step = cluster(seen, cfg, links=links, signatures=sigs, state=fingerprint(cfg) if links else None)
+        links, sigs = step.links, {**sigs, **step.signatures}
+    assert {k: v.story_id for k, v in links.items()} == {k: v.story_id for k, v in full.links.items()}
+
+
+def test_new_entry_never_merges_two_published_stories() -> None:
+    """A bridge between two published stories joins the better match; both ids stay."""
+    body_a = _F1
+    body_b = yaml.safe_load(BODY)["f3-orig"]["body"]
+    a = make_entry("a", "Visit one", body_a)
+    b = make_entry("b", "Visit two", body_b)
+    cfg = DedupeConfig()
+    run1 = cluster([a, b], cfg)
+    assert len(run1.stories) == 2
+    bridge = make_entry("c", "Two visits", body_a + "\n\n" + body_b, first_seen=T0 + timedelta(hours=1))
+    run2 = cluster([a, b, bridge], cfg, links=run1.links, signatures=run1.signatures, state=fingerprint(cfg))
+    assert {s.id for s in run2.stories} == {a.id, b.id}
+    assert run2.links[bridge.id].story_id in {a.id, b.id}
+
+
+def test_never_and_always_merge_pins() -> None:
+    arts, _ = load_labelled()
+    orig, reprint, other = arts["f1-orig"], arts["f1-reprint"], arts["f5-orig"]
+    never = DedupeConfig(never_merge=((orig.id[:10], reprint.id),))
+    result = cluster([orig, reprint, other], never)
+    assert result.links[orig.id].story_id != result.links[reprint.id].story_id
+    always = DedupeConfig(always_merge=((orig.id, other.id),))
+    result = cluster([orig, reprint, other], always)
+    assert result.links[other.id].story_id == result.links[orig.id].story_id
+    assert "always-merge" in {result.links[other.id].rule, result.links[orig.id].rule}
+    assert fingerprint(never) != fingerprint(always) != fingerprint(DedupeConfig())
+
+
+def test_changed_settings_recluster_and_keep_unaffected_ids() -> None:
+    arts, _ = load_labelled()
+    entries = list(arts.values())
+    cfg = DedupeConfig()
+    before = cluster(entries, cfg)
+    pinned = DedupeConfig(never_merge=((arts["z1-orig"].id, arts["z1-reprint"].id),))
+    after = cluster(entries, pinned, links=before.links, signatures=before.signatures, state=fingerprint(cfg))
+    assert after.recomputed
+    assert after.links[arts["z1-orig"].id].story_id != after.links[arts["z1-reprint"].id].story_id
+    for key in ("f1-orig", "f2-orig", "z2-orig", "f4-reprint"):
+        assert after.links[arts[key].id].story_id == before.links[arts[key].id].story_id
+
+
+# -- end to end: two local feeds, a reprint, one Atom entry --------------------------------
+
+
+def _rss(items: list[tuple[str, str, str, str]]) -> str:
+    from xml.sax.saxutils import escape
+
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title><link>https://x.example/</link>'
+    ]
+    for guid, link, title, body in items:
+        html = "".join(f"<p>{escape(p)}</p>" for p in body.split("\n\n") if p.strip())
+        out.append(
+            f"<item><guid>{guid}</guid><link>{link}</link><title>{escape(title)}</title>"
+            f"<pubDate>Tue, 10 Mar 2026 08:00:00 +0000</pubDate><description>{escape(html)}</description></item>"
+        )
+    out.append("</channel></rss>")
+    return "".join(out)
+
+
+UNI_ITEMS = [
+    ("u1", "https://uni.example/news/1", "Senior Official from Inner Mongolia Visits JXUST", _F1),
+    ("u2", "https://uni.example/news/2", "JXUST and USTB hold a forum", yaml.safe_load(BODY)["f3-orig"]["body"]),
+]
+WIKI_ITEM = (
+    "w1",
+    "https://wiki.example/reprint/77",
+    "Senior Official from Inner Mongolia Visits JXUST | Wiki",
+    "Rare Earth Wiki | Industry News. Reprinted from the JXUST news office.\n\n"
+    + _F1
+    + "\n\nReprint statement: for information only. Related posts: prices, magnets, exports.",
+)
+
+
+def _atom(config: Config) -> Any:
+    return feedparser.parse((config.output_path / "feed.atom").read_bytes())
+
+
+def test_refresh_publishes_one_entry_per_story_and_late_copy_keeps_its_id(
+    project: Path, write_config, clock: Clock
+) -> None:
+    feeds = project / "feeds"
+    feeds.mkdir()
+    (feeds / "uni.xml").write_text(_rss(UNI_ITEMS), encoding="utf-8")
+    config = write_config(sources=[{"name": "uni", "path": "feeds/uni.xml"}], dedupe={"priority": ["uni"]})
+    deps = make_deps(config, clock=clock)
+    try:
+        refresh(config, deps)
+        first = {e.title: e.id for e in _atom(config).entries}
+        assert len(first) == 2
+        # A wiki reprints the first story a day later.
+        (feeds / "wiki.xml").write_text(_rss([WIKI_ITEM]), encoding="utf-8")
+        config = write_config(
+            sources=[{"name": "uni", "path": "feeds/uni.xml"}, {"name": "wiki", "path": "feeds/wiki.xml"}]
+        )
+        clock.now += timedelta(days=1)
+        refresh(config, deps)
+        feed = _atom(config)
+        assert {e.title: e.id for e in feed.entries} == first, "one entry per story, same ids"
+        entry = next(e for e in feed.entries if e.title.startswith("Senior Official"))
+        related = [link.href for link in entry.links if link.rel == "related"]
+        assert related == ["https://wiki.example/reprint/77"]
+        assert "Also reported by" in entry.content[0].value
+        # Re-running refresh changes no id and no byte.
+        before = (config.output_path / "feed.atom").read_bytes()
+        links = deps.store.story_links()
+        clock.now += timedelta(hours=1)
+        refresh(config, deps)
+        assert (config.output_path / "feed.atom").read_bytes() == before
+        assert deps.store.story_links() == links
+        # The digest shows the other report too.
+        digest = make_digest(config, deps, start=clock.now - timedelta(days=7), end=clock.now + timedelta(hours=1))
+        assert "Also reported by" in digest.text
+    finally:
+        deps.close()
+    runner = CliRunner()
+    wiki_id = next(k for k, v in links.items() if v.rule not in ("founder",))
+    r = runner.invoke(main, ["-c", str(project / "feeds.yaml"), "explain", wiki_id[:10]])
+    assert r.exit_code == 0, r.output
+    assert "merged by: near-duplicate, score 1.000" in r.output
+    assert "(the story's first entry)" in r.output
+    assert "[uni]  Senior Official from Inner Mongolia Visits JXUST  (published)" in r.output
+    assert "text containment 1.00" in r.output
+    assert "topic rare-earth: score" in r.output and "rare earth" in r.output
+
+
+def test_explain_unknown_id(project: Path) -> None:
+    r = CliRunner().invoke(main, ["-c", str(project / "feeds.yaml"), "explain", "ffffffff"])
+    assert r.exit_code != 0 and "0 entries match" in r.output
+
+
+def test_never_merge_in_feeds_yaml_splits_published_story(project: Path, write_config, clock: Clock) -> None:
+    feeds = project / "feeds"
+    feeds.mkdir()
+    (feeds / "uni.xml").write_text(_rss(UNI_ITEMS), encoding="utf-8")
+    (feeds / "wiki.xml").write_text(_rss([WIKI_ITEM]), encoding="utf-8")
+    sources = [{"name": "uni", "path": "feeds/uni.xml"}, {"name": "wiki", "path": "feeds/wiki.xml"}]
+    config = write_config(sources=sources)
+    deps = make_deps(config, clock=clock)
+    try:
+        refresh(config, deps)
+        assert len(_atom(config).entries) == 2
+        config = write_config(
+            dedupe={"never_merge": [["https://uni.example/news/1", "https://wiki.example/reprint/77"]]}
+        )
+        refresh(config, deps)
+        assert len(_atom(config).entries) == 3
+    finally:
+        deps.close()
+
+
+def test_config_rejects_a_pin_naming_one_entry_twice(write_config) -> None:
+    from aggregator.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        write_config(dedupe={"always_merge": [["abc123", "abc123"]]})
+    assert "dedupe.always_merge" in str(err.value) and "two different entries" in str(err.value)
