@@ -371,18 +371,18 @@ def _digest_list(config: Config, subscription: str | None) -> None:
         return
     tz = ZoneInfo(config.timezone)
     click.echo(f"times in {config.timezone}")
-    click.echo(f"{'subscription':<14} {'period':<23} {'recipient':<28} {'status':<8} {'tries':>5}  when")
+    click.echo(f"{'subscription':<14} {'period':<35} {'recipient':<28} {'status':<8} {'tries':>5}  when")
     for r in rows:
-        period = f"{r.period_start.astimezone(tz):%m-%d %H:%M} – {r.period_end.astimezone(tz):%m-%d %H:%M}"
+        period = f"{r.period_start.astimezone(tz):%Y-%m-%d %H:%M} → {r.period_end.astimezone(tz):%Y-%m-%d %H:%M}"
         if r.status == "sent" and r.sent_at:
             when = f"sent {r.sent_at.astimezone(tz):%Y-%m-%d %H:%M}"
         elif r.status == "pending":
             when = f"next try {r.next_attempt.astimezone(tz):%Y-%m-%d %H:%M}" if r.next_attempt else "not tried yet"
         else:
             when = ""
-        click.echo(f"{r.subscription:<14} {period:<23} {r.recipient:<28} {r.status:<8} {r.attempts:>5}  {when}")
+        click.echo(f"{r.subscription:<14} {period:<35} {r.recipient:<28} {r.status:<8} {r.attempts:>5}  {when}")
         if r.last_error and r.status != "sent":
-            click.echo(f"{'':<14} {'':<23} {r.last_error}")
+            click.echo(f"{'':<14} {'':<35} {r.last_error}")
 
 
 @main.command()
