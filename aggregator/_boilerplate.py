@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 _I = re.I
+MAX_BOILERPLATE_LINE = 600
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ IMAGE_ONLY = re.compile(r"^(?:[\w\-()（）\u4e00-\u9fff]{1,80}?" + _IMAGE_EXT +
 
 def classify_boilerplate(line: str, extra: tuple[re.Pattern[str], ...] = ()) -> Rule | None:
     """The boilerplate rule a line matches, or None for a content line."""
+    if len(line) > MAX_BOILERPLATE_LINE:
+        return None  # menus, footers and counters are short; a long line is content (or junk)
     for rule in RULES:
         if rule.pattern.search(line):
             return rule

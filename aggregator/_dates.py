@@ -178,6 +178,8 @@ def parse_date_text(text: str, tz: tzinfo, *, at_start: bool = False) -> ParsedD
 
 def mostly_date(line: str, matched: str) -> bool:
     """True when a line is a date plus metadata noise (views, author, source), not prose."""
+    if len(line) > LONG_LINE:
+        return False
     rest = _NOISE.sub(" ", line.replace(matched, " "))
     rest = LABEL_RE.sub(" ", rest)
     rest = re.sub(r"[\s|｜\-–—·•/\[\]()（）【】:：,，]+", "", rest)
