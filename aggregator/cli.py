@@ -422,46 +422,6 @@ def show(ctx: Ctx, entry_id: str) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
-@click.option("--schedule", is_flag=True, help="Also run the refresh/digest schedule while serving.")
-@pass_ctx
-@handle_errors
-def serve(ctx: Ctx, host: str, port: int, schedule: bool) -> None:
-    """Serve the output directory (feeds, topics/, archive/, digests) over HTTP with ETags and 304s."""
-    from . import serve as serving
-
-    config = ctx.config
-    hooks: list[serving.ServeHook] = []
-    if schedule:
-        # Hook for the scheduler: aggregator.schedule.serve_hook(config) returns a context
-        # manager factory that starts the schedule with the server and stops it on shutdown.
-        try:
-            from .schedule import serve_hook  # type: ignore[attr-defined, unused-ignore]
-        except ImportError as exc:
-            raise AggregatorError("--schedule is not available: aggregator.schedule has no serve_hook") from exc
-        hooks.append(serve_hook(config))
-    out = config.output_path
-    out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"serving {out} on http://{host}:{port}/ (Ctrl-C to stop)")
-    serving.run(out, host=host, port=port, hooks=hooks)
-
-
-@main.command()
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-    help="Log verbosity (stderr); info gives one line per job run.",
-)
-@pass_ctx
-@handle_errors
-def schedule(ctx: Ctx, log_level: str) -> None:
-    """Run the scheduler in the foreground: refresh every N minutes, digests on their schedules.
-
-    Sends each digest period exactly once: at start, and at each scheduled time, the ledger says
-@main.command()
 @click.argument("entry_id")
 @pass_ctx
 @handle_errors
@@ -517,6 +477,46 @@ def explain(ctx: Ctx, entry_id: str) -> None:
             click.echo(f"    topic {t.topic}: score {t.score:g} ({state}): {terms}")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--schedule", is_flag=True, help="Also run the refresh/digest schedule while serving.")
+@pass_ctx
+@handle_errors
+def serve(ctx: Ctx, host: str, port: int, schedule: bool) -> None:
+    """Serve the output directory (feeds, topics/, archive/, digests) over HTTP with ETags and 304s."""
+    from . import serve as serving
+
+    config = ctx.config
+    hooks: list[serving.ServeHook] = []
+    if schedule:
+        # Hook for the scheduler: aggregator.schedule.serve_hook(config) returns a context
+        # manager factory that starts the schedule with the server and stops it on shutdown.
+        try:
+            from .schedule import serve_hook  # type: ignore[attr-defined, unused-ignore]
+        except ImportError as exc:
+            raise AggregatorError("--schedule is not available: aggregator.schedule has no serve_hook") from exc
+        hooks.append(serve_hook(config))
+    out = config.output_path
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"serving {out} on http://{host}:{port}/ (Ctrl-C to stop)")
+    serving.run(out, host=host, port=port, hooks=hooks)
+
+
+@main.command()
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Log verbosity (stderr); info gives one line per job run.",
+)
+@pass_ctx
+@handle_errors
+def schedule(ctx: Ctx, log_level: str) -> None:
+    """Run the scheduler in the foreground: refresh every N minutes, digests on their schedules.
+
+    Sends each digest period exactly once: at start, and at each scheduled time, the ledger says
     what is due (a period missed while down is caught up once, per `schedule.catch_up`). Holds the
     single-instance lock: a second daemon or `digest --send` exits with status 3. Stops cleanly on
     SIGTERM or Ctrl-C, after the running job. Schedule changes in feeds.yaml apply at next start.
