@@ -98,14 +98,16 @@ def scan_local_paths(config: Config, source: SourceConfig) -> tuple[list[Path], 
 
 
 def resolve_local_paths(config: Config, source: SourceConfig) -> list[Path]:
-    """The readable files of a local source (see `scan_local_paths`).
+    """The readable files of a local source, for config validation (see `scan_local_paths`).
 
-    Raises LocalPathError when the path points outside the allowed roots, or when every match
-    was refused (so `validate` reports the symlink instead of "no file matches").
+    Strict: raises LocalPathError when the path points outside the allowed roots or any match is
+    a symlink leading out, so `validate` names it. A link that appears later is refused per file
+    by `read_local` while the other files are still read.
     """
     paths, refused = scan_local_paths(config, source)
-    if not paths and refused:
-        raise LocalPathError(refused[0])
+    escaping = [r for r in refused if "leads outside" in r]
+    if escaping or (not paths and refused):
+        raise LocalPathError((escaping or refused)[0])
     return paths
 
 
