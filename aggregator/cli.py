@@ -6,6 +6,7 @@ Every AggregatorError becomes one message on stderr and its exit code (2 for con
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, time
@@ -386,39 +387,131 @@ def _digest_list(config: Config, subscription: str | None) -> None:
 
 
 @main.command()
-@click.argument("entry_id")
+@click.argument("entry_id", required=False)
+@click.option(
+    "--file",
+    "file_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Extract this page now (nothing is stored) instead of showing a stored entry.",
+)
+@click.option("--source", "source_name", help="With --file: use this source's overrides (site name, timezone...).")
+@click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
 @pass_ctx
 @handle_errors
-def show(ctx: Ctx, entry_id: str) -> None:
-    """Print what was extracted for an entry (id or unique id prefix), with date provenance."""
+def show(ctx: Ctx, entry_id: str | None, file_path: str | None, source_name: str | None, as_json: bool) -> None:
+    """Print what was extracted for an entry (id or unique id prefix), with the published date's
+    precision and where in the page it was found. With --file, extract a page without storing it."""
     from .store import SQLiteStore
 
     config = ctx.config
-    store = SQLiteStore(config.database_path)
-    try:
-        matches = store.find_entries(entry_id)
-    finally:
-        store.close()
-    if len(matches) != 1:
-        raise AggregatorError(
-            f"{len(matches)} entries match id {entry_id!r}" + ("; give more characters" if matches else "")
-        )
-    e = matches[0]
-    click.echo(f"id:         {e.id}")
-    click.echo(f"source:     {e.source} ({e.location})")
-    click.echo(f"title:      {e.title}")
-    click.echo(
-        f"published:  {e.published.isoformat() if e.published else 'unknown'} [precision: {e.date_precision.value}]"
+    if (entry_id is None) == (file_path is None):
+        raise click.UsageError("give an ENTRY_ID or --file PATH (one of them)")
+    if file_path is not None:
+        entries = _extract_file(config, Path(file_path), source_name)
+    else:
+        assert entry_id is not None
+        store = SQLiteStore(config.database_path)
+        try:
+            entries = store.find_entries(entry_id)
+        finally:
+            store.close()
+        if len(entries) != 1:
+            raise AggregatorError(
+                f"{len(entries)} entries match id {entry_id!r}" + ("; give more characters" if entries else "")
+            )
+    for n, e in enumerate(entries):
+        tz = ZoneInfo(_source_tz(config, e.source))
+        if as_json:
+            click.echo(json.dumps(_entry_fields(e, tz), ensure_ascii=False, indent=2))
+            continue
+        if n:
+            click.echo("\n" + "-" * 60)
+        click.echo(f"id:         {e.id}")
+        click.echo(f"source:     {e.source} ({e.location})")
+        click.echo(f"title:      {e.title}")
+        click.echo(f"published:  {_shown_date(e, tz)} [precision: {e.date_precision.value}]")
+        click.echo(f"date from:  {e.date_provenance or '-'}")
+        click.echo(f"site:       {e.site_name or '-'} ({e.site_domain or '-'})")
+        click.echo(f"authors:    {'; '.join(e.authors) or '-'}")
+        click.echo(f"language:   {e.language or '-'}")
+        click.echo(f"topics:     {', '.join(e.topics) or '-'}")
+        click.echo(f"link:       {e.link or '-'}")
+        click.echo(f"first seen: {e.first_seen.isoformat() if e.first_seen else '-'}")
+        click.echo("")
+        click.echo(e.content_text)
+
+
+def _source_tz(config: Config, source: str) -> str:
+    for s in config.sources:
+        if s.name == source and s.timezone:
+            return s.timezone
+    return config.timezone
+
+
+def _shown_date(e: Any, tz: ZoneInfo) -> str:
+    """The published date as the page meant it: local clock time, a day, or unknown."""
+    if e.published is None:
+        return "unknown"
+    local = e.published.astimezone(tz)
+    if e.date_precision.value == "minute":
+        return f"{local:%Y-%m-%d %H:%M} {tz.key} ({e.published.isoformat()})"
+    note = " (year inferred)" if e.date_precision.value == "inferred-year" else ""
+    return f"{local:%Y-%m-%d}{note} ({tz.key})"
+
+
+def _entry_fields(e: Any, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "source": e.source,
+        "location": e.location,
+        "title": e.title,
+        "published": e.published.isoformat() if e.published else None,
+        "published_local": e.published.astimezone(tz).isoformat() if e.published else None,
+        "precision": e.date_precision.value,
+        "date_provenance": e.date_provenance,
+        "site_name": e.site_name,
+        "site_domain": e.site_domain,
+        "authors": list(e.authors),
+        "language": e.language,
+        "topics": list(e.topics),
+        "link": e.link,
+        "text": e.content_text,
+    }
+
+
+def _extract_file(config: Config, path: Path, source_name: str | None) -> list[Any]:
+    """Parse and normalise one page or feed file as a local source would, without storing it."""
+    from .errors import ParseError
+    from .local import MAX_FILE_BYTES, kind_of
+    from .normalize import normalize
+    from .parse import parse_document
+    from .pipeline import utc_now
+    from .types import Fetched
+
+    source = None
+    if source_name is not None:
+        try:
+            source = config.source(source_name)
+        except KeyError:
+            raise click.BadParameter(f"no source named {source_name!r}", param_hint="--source") from None
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise AggregatorError(f"{path}: over the {MAX_FILE_BYTES}-byte cap")
+    now = utc_now()  # the CLI is the edge: the fetch time of a preview is now
+    doc = Fetched(
+        source=source.name if source else "preview", location=path.name, content=path.read_bytes(), kind=kind_of(path)
     )
-    click.echo(f"date from:  {e.date_provenance or '-'}")
-    click.echo(f"site:       {e.site_name or '-'} ({e.site_domain or '-'})")
-    click.echo(f"authors:    {'; '.join(e.authors) or '-'}")
-    click.echo(f"language:   {e.language or '-'}")
-    click.echo(f"topics:     {', '.join(e.topics) or '-'}")
-    click.echo(f"link:       {e.link or '-'}")
-    click.echo(f"first seen: {e.first_seen.isoformat() if e.first_seen else '-'}")
-    click.echo("")
-    click.echo(e.content_text)
+    tz = ZoneInfo((source.timezone if source else None) or config.timezone)
+    try:
+        items, _ = parse_document(
+            doc,
+            tz=tz,
+            fetched_at=now,
+            site_name=source.site_name if source else None,
+            extra_boilerplate=source.boilerplate if source else (),
+        )
+    except ParseError as exc:
+        raise AggregatorError(f"{path}: {exc}") from exc
+    return [normalize(item, fetched_at=now) for item in items]
 
 
 @main.command()

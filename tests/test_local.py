@@ -315,3 +315,38 @@ def test_arbitrary_bytes_as_html_or_feed_never_crash(data: bytes) -> None:
 )
 def test_pathological_pages_finish_quickly(text: str) -> None:
     _parse_or_skip(text.encode("utf-8"), "article-text")
+
+
+def test_cli_show_prints_precision_and_provenance(project: Path) -> None:
+    from click.testing import CliRunner
+
+    from aggregator.cli import main
+    from aggregator.config import load_config
+    from aggregator.store import SQLiteStore
+
+    cfg_path = str(project / "feeds.yaml")
+    runner = CliRunner()
+    assert runner.invoke(main, ["-c", cfg_path, "refresh"]).exit_code == 0
+    store = SQLiteStore(load_config(cfg_path).database_path)
+    try:
+        by_loc = {e.location: e.id for e in store.iter_entries()}
+    finally:
+        store.close()
+    r = runner.invoke(main, ["-c", cfg_path, "show", by_loc["seeds/002_875f3f18361b3df2.txt"][:10]])
+    assert r.exit_code == 0, r.output
+    assert "title:      Mr. ZHANG Enhui, Secretary of CPC Changchun Municipal Committee" in r.output
+    assert "published:  2024-03-18 (Asia/Shanghai) [precision: day]" in r.output
+    assert "date from:  labelled field 'Date' with value 'March 18,2024'" in r.output
+    assert "authors:    Draft: DONG Xuanxi; Revision: CHENG Mingyuan" in r.output
+    r = runner.invoke(main, ["-c", cfg_path, "show", by_loc["seeds/000_640e61b7f11d797e.txt"]])
+    assert "published:  2026-03-10 15:38 Asia/Shanghai (2026-03-10T07:38:00+00:00) [precision: minute]" in r.output
+    r = runner.invoke(main, ["-c", cfg_path, "show", "--json", by_loc["seeds/003_11ee882ffc5a69eb.txt"]])
+    data = __import__("json").loads(r.output)
+    assert data["precision"] == "inferred-year" and "2023" in data["date_provenance"]
+    r = runner.invoke(main, ["-c", cfg_path, "show", "--file", str(project / "seeds" / "004_e804aa388569de02.txt")])
+    assert r.exit_code == 0 and "published:  unknown [precision: none]" in r.output
+    assert "no year" in r.output
+    r = runner.invoke(main, ["-c", cfg_path, "show", "nope"])
+    assert r.exit_code == 1 and "0 entries match" in r.output
+    r = runner.invoke(main, ["-c", cfg_path, "show"])
+    assert r.exit_code == 2
