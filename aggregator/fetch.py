@@ -67,7 +67,9 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         super().__init__(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
-            max_connections=config.concurrency,
+            # No pool cap: the limiters in _Run bound the requests, and a stalled request that
+            # handed its slot on (see _Lease) must not block the pool for the others.
+            max_connections=None,
             max_keepalive_connections=config.concurrency,
             keepalive_expiry=5.0,
             network_backend=GuardedBackend(policy),
