@@ -350,3 +350,27 @@ def test_cli_show_prints_precision_and_provenance(project: Path) -> None:
     assert r.exit_code == 1 and "0 entries match" in r.output
     r = runner.invoke(main, ["-c", cfg_path, "show"])
     assert r.exit_code == 2
+
+
+def test_per_source_overrides(project: Path, write_config: Callable[..., Config]) -> None:
+    seed = "seeds/000_640e61b7f11d797e.txt"
+    cfg = write_config(
+        sources=[
+            {
+                "name": "jxust",
+                "path": seed,
+                "site_name": "JXUST English News",
+                "timezone": "UTC",
+                "boilerplate": ["^JXUST Party Secretary"],
+            }
+        ]
+    )
+    deps = make_deps(cfg, clock=Clock())
+    try:
+        refresh(cfg, deps)
+        (entry,) = list(deps.store.iter_entries())
+    finally:
+        deps.close()
+    assert entry.site_name == "JXUST English News"
+    assert entry.published is not None and entry.published.isoformat() == "2026-03-10T15:38:00+00:00"
+    assert "Liu Zuwen" not in entry.content_text and "Secretary Chen" in entry.content_text

@@ -1,0 +1,156 @@
+"""Date forms of scraped news pages, their precision and provenance, and what is never a date."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from aggregator._dates import find_date, parse_date_text, years_in
+from aggregator.article import extract_article
+from aggregator.types import DatePrecision
+
+SH = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)
+BODY = "The laboratory opened a new pilot line for magnet recycling with three partner companies. " * 2
+
+
+@pytest.mark.parametrize(
+    ("text", "local", "precision"),
+    [
+        ("2026年03月10日 15:38", datetime(2026, 3, 10, 15, 38), DatePrecision.MINUTE),
+        ("2026年3月9日", datetime(2026, 3, 9), DatePrecision.DAY),
+        ("2026-05-20 09:00", datetime(2026, 5, 20, 9, 0), DatePrecision.MINUTE),
+        ("2026-05-20 09:00:59", datetime(2026, 5, 20, 9, 0), DatePrecision.MINUTE),
+        ("2026/09/15", datetime(2026, 9, 15), DatePrecision.DAY),
+        ("2025.07.09", datetime(2025, 7, 9), DatePrecision.DAY),
+        ("March 18,2024", datetime(2024, 3, 18), DatePrecision.DAY),
+        ("Sept. 3,2025", datetime(2025, 9, 3), DatePrecision.DAY),
+        ("Aug 8th, 2023", datetime(2023, 8, 8), DatePrecision.DAY),
+        ("12 January 2026", datetime(2026, 1, 12), DatePrecision.DAY),
+        ("21/04/2026", datetime(2026, 4, 21), DatePrecision.DAY),
+        ("March 5, 2026 at 3:05 pm", datetime(2026, 3, 5, 15, 5), DatePrecision.MINUTE),
+        ("2026年3月10日15时38分", datetime(2026, 3, 10, 15, 38), DatePrecision.MINUTE),
+    ],
+)
+def test_date_forms_in_local_time(text: str, local: datetime, precision: DatePrecision) -> None:
+    parsed = parse_date_text(text, SH)
+    assert parsed is not None
+    assert parsed.value == local.replace(tzinfo=SH)
+    assert parsed.value.tzinfo == UTC  # stored as aware UTC
+    assert parsed.precision == precision
+
+
+def test_explicit_offset_wins_over_the_configured_zone() -> None:
+    parsed = parse_date_text("2026-02-14T08:30:00Z", SH)
+    assert parsed and parsed.value == datetime(2026, 2, 14, 8, 30, tzinfo=UTC)
+    parsed = parse_date_text("2026-02-14 08:30 +05:30", SH)
+    assert parsed and parsed.value == datetime(2026, 2, 14, 8, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+
+
+def test_ambiguous_day_month_is_read_day_first_and_says_so() -> None:
+    parsed = parse_date_text("04/05/2026", SH)
+    assert parsed and parsed.value.astimezone(SH).date().isoformat() == "2026-05-04"
+    assert "day/month" in parsed.note
+    us = parse_date_text("04/25/2026", SH)
+    assert us and us.value.astimezone(SH).date().isoformat() == "2026-04-25" and "month/day" in us.note
+
+
+@pytest.mark.parametrize("text", ["2026-13-01", "2026年02月30日", "99/99/2026", "phone 0797-8312345", "version 2.3.1"])
+def test_not_dates(text: str) -> None:
+    assert parse_date_text(text, SH) is None
+
+
+def page(*lines: str) -> str:
+    return "\n\n".join(lines)
+
+
+def test_labelled_date_beats_a_dateline() -> None:
+    f = extract_article(
+        page("Lab Opens New Pilot Line", "On March 1st, the lab opened. " + BODY, "• Date", "March 18,2024"),
+        tz=SH,
+        fetched_at=NOW,
+    )
+    assert f.published == datetime(2024, 3, 18, tzinfo=SH) and f.precision == DatePrecision.DAY
+    assert f.provenance and f.provenance.startswith("labelled field 'Date' with value 'March 18,2024'")
+
+
+def test_dateline_year_from_the_only_year_in_the_text() -> None:
+    f = extract_article(
+        page("Forum Opens in Baotou", "On August 16, the forum opened. " + BODY, "It hosted the 2023 conference."),
+        tz=SH,
+        fetched_at=NOW,
+    )
+    assert f.published == datetime(2023, 8, 16, tzinfo=SH) and f.precision == DatePrecision.INFERRED_YEAR
+    assert "only year" in (f.provenance or "")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["", "Work began in 2021 and ended in 2024.", "The forum will be held again in 2027."],
+    ids=["no-year", "two-years", "only-a-future-year"],
+)
+def test_dateline_without_year_evidence_is_honestly_none(extra: str) -> None:
+    f = extract_article(
+        page("Forum Opens in Baotou", "On August 8th, the forum opened. " + BODY + extra), tz=SH, fetched_at=NOW
+    )
+    assert f.published is None and f.precision == DatePrecision.NONE
+    assert f.provenance and "On August 8th" in f.provenance
+
+
+def test_inferred_date_after_the_fetch_is_refused() -> None:
+    f = extract_article(
+        page("Forum Opens in Baotou", "On December 16, the forum opened. " + BODY, "Plans for 2026 were shown."),
+        tz=SH,
+        fetched_at=NOW,
+    )
+    assert f.published is None and "after the fetch time" in (f.provenance or "")
+
+
+def test_no_date_anywhere_never_defaults_to_now() -> None:
+    f = extract_article(page("Forum Opens in Baotou", BODY), tz=SH, fetched_at=NOW)
+    assert f.published is None and f.precision == DatePrecision.NONE
+    assert f.provenance == "no labelled date, date line or dateline found"
+
+
+def test_dates_inside_body_prose_are_not_publication_dates() -> None:
+    """No whole-page search: a date mentioned in a sentence is an event, not the page's date."""
+    f = extract_article(
+        page(
+            "Forum Opens in Baotou",
+            "The agreement signed on 2024-05-05 runs for five years, the parties said in a statement today. " + BODY,
+            "A follow-up meeting is planned for March 3, 2025 in Ganzhou, according to organisers of the event.",
+        ),
+        tz=SH,
+        fetched_at=NOW,
+    )
+    assert f.published is None
+
+
+def test_updated_label_only_when_nothing_else() -> None:
+    f = extract_article(
+        page("Forum Opens in Baotou", "Updated: 2025-11-06", "Published: 2025-11-04", BODY), tz=SH, fetched_at=NOW
+    )
+    assert f.published == datetime(2025, 11, 4, tzinfo=SH)
+    f = extract_article(page("Forum Opens in Baotou", "Updated: 2025-11-06", BODY), tz=SH, fetched_at=NOW)
+    assert f.published == datetime(2025, 11, 6, tzinfo=SH)
+
+
+def test_find_date_reports_rejected_future_dates() -> None:
+    lines = ["Title", "Date: 2027-01-01", BODY]
+    found = find_date(
+        lines,
+        tz=SH,
+        fetched_at=NOW,
+        header=range(2),
+        trailer=range(3, 3),
+        metadata_lines=frozenset({1}),
+        opening=[2],
+        article_text=BODY,
+    )
+    assert found.value is None and "'2027-01-01'" in found.provenance and "after the fetch time" in found.provenance
+
+
+def test_years_in_ignores_numbers_that_are_not_years() -> None:
+    assert years_in("In 2023, 1,2024 tonnes and 2025% growth; phone 20231234; 1850.", until=2026) == {2023}
