@@ -261,6 +261,7 @@ def build_scheduler(config: Config, scheduler: BaseScheduler, now: datetime) -> 
     )
     scheduler.add_job(
         "aggregator.schedule:run_retry_job",
+        # The shortest retry backoff: a copy is never kept waiting much past its retry time.
         IntervalTrigger(seconds=max(int(config.smtp.retry_base_seconds), 1), timezone=tz),
         id=RETRY_JOB,
         name="re-send pending digest copies",
@@ -451,6 +452,9 @@ def status_lines(config: Config, now: datetime) -> list[str]:
     rows: list[tuple[str, str, str]] = []
     refresh_next = when(stored.get(REFRESH_JOB), tz) if running else "at next start"
     rows.append((REFRESH_JOB, refresh_next, f"every {interval} s, and once at start"))
+    retry_every = max(int(config.smtp.retry_base_seconds), 1)
+    retry_next = when(stored.get(RETRY_JOB), tz) if running else f"{retry_every} s after start"
+    rows.append((RETRY_JOB, retry_next, f"every {retry_every} s: re-send pending digest copies"))
     for sub in config.digests:
         s = sub.schedule
         sub_tz = ZoneInfo(s.timezone or config.timezone)

@@ -395,6 +395,13 @@ def test_serve_schedule_runs_jobs_under_the_lock(
     assert result.exit_code == 3 and "(serve --schedule, since" in result.output
     with running():  # what the server's lifespan does
         wait_for(lambda: "refresh: 1 sources" in caplog.text, 10, "the start-up refresh", lambda: caplog.text)
+        shown = "\n".join(status_lines(weekly_config, datetime.now(UTC)))
+        assert f"scheduler: running, pid {os.getpid()} (serve --schedule" in shown
+        stored = stored_next_runs(weekly_config)  # what status read from the job store
+        assert set(stored) == {REFRESH_JOB, RETRY_JOB, digest_job_id("weekly")}
+        for job, nxt in stored.items():
+            assert nxt is not None and nxt > datetime.now(UTC) - timedelta(seconds=5), job
+            assert f"{nxt:%Y-%m-%d %H:%M:%S %Z}" in shown, job
     assert "digest weekly:" in caplog.text  # the start-up ledger check ran too
     assert not is_locked(weekly_config)  # released when the server stops
 
