@@ -132,6 +132,12 @@ RULES: tuple[Rule, ...] = (
         r"^[\u4e00-\u9fff]{1,5}(?:号|机构|机关|单位|分类|类别|日期|时间|有效性|主题词|文号|字号)\s*[:：]",
     ),
     _r("press release banner", r"^(?:for immediate release|news release|press release|新闻稿|通稿)\s*[:：]?$"),
+    # "Posted 3 hours ago" / "2小时前": a time relative to an unknown moment is no date at all.
+    _r(
+        "relative time",
+        r"^(?:(?:posted|published|updated|发布于|更新于)\s*)?(?:(?:\d+|an?|one)\s+(?:seconds?|minutes?|mins?|hours?|hrs?|days?|"
+        r"weeks?|months?|years?)\s+ago|just now|yesterday|today|\d+\s*(?:秒|分钟|小时|天|周|个月|年)前|刚刚|昨天|今天)$",
+    ),
     _r("short action", r"^(?:" + _SHORT_ACTIONS + r")$"),
     _r("image placeholder", r"^[\[【(（]?\s*(?:图片|image|photo|picture|img|video|视频)\s*[\]】)）]?$"),
     _r("no words", r"^[\W_]*$"),

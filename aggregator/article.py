@@ -45,7 +45,10 @@ _QUOTES = {"“": "”", '"': '"', "‘": "’", "'": "'", "「": "」", "『": 
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _TITLE_LABEL = re.compile(r"^(?:title|headline|标题|题目)\s*[:：]\s*", re.I)
-_NAME_LIKE = re.compile(r"^(?:[A-Z][\w.'’-]*\.?)(?:\s+(?:[A-Z][\w.'’-]*\.?|de|van|von|der|la|le|and|&|,)){0,6}$")
+_NAME_LIKE = re.compile(
+    r"^[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|&)){0,9}$"
+)
+_PICTURE_LABELS = {"photo", "photos", "image", "images", "图", "图片", "摄", "摄影", "photo by", "photos by"}
 _NO_COLON_OK = {"by", "记者", "通讯员", "文/图", "图/文", "摄", "文", "本报记者", "本报通讯员", "特约记者", "见习记者"}
 # A domain as pages print it (footer, banner); the TLD list keeps "Ave.,Ganzhou.Jiangxi" out.
 _DOMAIN = re.compile(
@@ -217,6 +220,13 @@ def _byline(segment: str) -> str | None:
     label, who = m.group("label").strip(), m.group("who").strip(" :：,，;；")
     colon = m.group("colon").strip()
     if not who or len(who) > 60 or re.search(r"\d{4}", who):
+        return None
+    if not _CJK.search(who):
+        words = len(_WORD.findall(who))
+        # A caption ("Photo: The new tanks. (Photo by ...)") is not a credit: credits are short names.
+        if words > (5 if label.lower() in _PICTURE_LABELS else 10) or re.search(r"\b[a-z]{3,}[.!?]\s+\S", who):
+            return None
+    elif label in _PICTURE_LABELS and (len(who) > 12 or re.search(r"[，。！？]", who)):
         return None
     if not colon:
         if label.lower() not in _NO_COLON_OK and not label.lower().endswith(" by"):
