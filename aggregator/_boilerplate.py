@@ -63,7 +63,7 @@ RULES: tuple[Rule, ...] = (
     _r(
         "share line",
         r"^(?:share(?:\s+(?:this|on|to|via|it))*(?:\s+(?:article|story|post|page|news))?|分享到|分享至|分享|一键分享)"
-        r"\s*(?:[:：].*|(?:[\s|｜/,，]+(?:" + _SOCIAL + r"))*)$",
+        r"\s*(?:[:：].*|(?:[\s|｜/,，\-–—]+(?:" + _SOCIAL + r"))*)$",
         footer=True,
     ),
     _r("share line", r"^(?:(?:" + _SOCIAL + r")(?:\s*[|｜/,，·]\s*|\s+|$)){3,}$", footer=True),

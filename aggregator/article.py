@@ -46,7 +46,7 @@ _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _TITLE_LABEL = re.compile(r"^(?:title|headline|标题|题目)\s*[:：]\s*", re.I)
 _NAME_LIKE = re.compile(
-    r"^[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|&)){0,9}$"
+    r"^[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|in|&)){0,9}$"
 )
 _PICTURE_LABELS = {"photo", "photos", "image", "images", "图", "图片", "摄", "摄影", "photo by", "photos by"}
 _NO_COLON_OK = {"by", "记者", "通讯员", "文/图", "图/文", "摄", "文", "本报记者", "本报通讯员", "特约记者", "见习记者"}
@@ -248,6 +248,7 @@ def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
         return None
     authors: list[str] = []
     has_date = False
+    unknown = 0  # e.g. the publication's name in "By X | China Daily | 2025-08-20"
     for p in parts:
         b = _byline(p)
         if b:
@@ -260,8 +261,13 @@ def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
             has_date = True
             continue
         rule = classify_boilerplate(p)
-        if rule and rule.name in ("view counter", "font size bar", "close/print bar"):
+        if rule and rule.name in ("view counter", "font size bar", "close/print bar", "relative time"):
             continue
+        if len(parts) >= 3 and unknown == 0 and len(_WORD.findall(p)) <= 4 and cjk_count(p) <= 12:
+            unknown += 1
+            continue
+        return None
+    if unknown and not (authors and has_date):
         return None
     return authors, has_date
 
