@@ -1,7 +1,8 @@
 """Stories -> JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/). Pure and deterministic.
 
 The same window, ids, dates, sanitised HTML and provenance as the Atom feed. Provenance goes in a
-custom `_source` object (the spec reserves keys starting with "_" for extensions).
+custom `_provenance` object (`source`, like atom:source, and `also_reported_by`): the spec lets
+publishers add objects under keys starting with "_", and readers ignore what they do not know.
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ def _item(config: Config, story: Story) -> dict[str, Any]:
         source["feed_url"] = src.feed_url
     if src.updated:
         source["updated"] = src.updated.isoformat()
-    item["_source"] = source
+    provenance: dict[str, Any] = {"source": source}
     related = related_links(story)
     if related:
-        item["_also_reported_by"] = [{"url": href, "title": title} for href, title in related]
+        provenance["also_reported_by"] = [{"url": href, "title": title} for href, title in related]
+    item["_provenance"] = provenance
     return item
 
 

@@ -599,8 +599,12 @@ def test_json_feed_matches_atom(config: Config) -> None:
     atom_ids = [e.findtext(f"{ATOM}id") for e in validate_atom(build_atom(config, stories)).findall(f"{ATOM}entry")]
     assert [i["id"] for i in doc["items"]] == atom_ids
     for item in doc["items"]:
-        assert item["title"] and item["_source"]["id"] and item["date_modified"]
+        assert item["title"] and item["_provenance"]["source"]["id"] and item["date_modified"]
         assert_safe_html(item["content_html"], item["id"])
         if "url" in item:
             assert _is_http(item["url"])
+    twin = next(i for i in doc["items"] if "also_reported_by" in i["_provenance"])
+    assert twin["_provenance"]["also_reported_by"] == [
+        {"url": "https://wire.example.net/story/12", "title": "Wire Service"}
+    ]
     assert build_json_feed(config, list(reversed(stories))) == build_json_feed(config, stories)
