@@ -43,6 +43,14 @@ def address_problem(ip: IPAddress) -> str | None:
     return None
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class AddressPolicy:
     """Which resolved addresses may be connected to.
 
@@ -94,9 +102,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             else:
                 refused.append(f"{addr} ({why})")
         if not allowed:
+            listed = ", ".join(dict.fromkeys(refused))
+            what = listed if _is_ip(host) else f"{host}: it resolves to {listed}"
             raise BlockedAddressError(
-                f"refused to connect to {host}: it resolves to {', '.join(dict.fromkeys(refused))};"
-                " set fetch.allow_private_addresses: true to allow private addresses"
+                f"refused to connect to {what}; set fetch.allow_private_addresses: true to allow private addresses"
             )
         last: Exception | None = None
         for addr in allowed:  # connect to the checked address itself, never to the name again

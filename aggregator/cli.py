@@ -82,30 +82,68 @@ def validate(ctx: Ctx) -> None:
     )
 
 
+def _when(dt: datetime | None, config: Config) -> str:
+    """A stored UTC time shown in the configured time zone."""
+    return dt.astimezone(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M") if dt else "-"
+
+
+def _result_summary(r: Any, config: Config) -> str:
+    """One-line status of a SourceResult for the table and the progress lines."""
+    if r.failed:
+        if r.lasting:
+            return click.style(f"FAILED: {r.error}", fg="red")
+        retry = f", retry after {_when(r.deferred_until, config)}" if r.deferred_until else ""
+        return click.style(f"failed ({r.consecutive_failures}x{retry}): {r.error}", fg="yellow")
+    if r.deferred_until and not (r.new or r.updated):
+        return f"not due until {_when(r.deferred_until, config)}"
+    if r.not_modified:
+        return "not modified (304)"
+    return "ok"
+
+
 @main.command()
+@click.option(
+    "--force", is_flag=True, help="Also fetch remote sources that are backing off or cached (not disabled ones)."
+)
 @pass_ctx
 @handle_errors
-def refresh(ctx: Ctx) -> None:
-    """Read every source, normalise, deduplicate, store, and write the Atom feeds."""
+def refresh(ctx: Ctx, force: bool) -> None:
+    """Read every source, normalise, deduplicate, store, and write the Atom feeds.
+
+    On a terminal a progress bar runs; otherwise one line per source goes to stderr. A failure
+    shows in red only once it has lasted `fetch.warn_after_failures` runs (see `sources`).
+    """
     from .pipeline import make_deps
     from .pipeline import refresh as run_refresh
 
     config = ctx.config
     deps = make_deps(config)
+    total = sum(1 for s in config.sources if s.enabled)
+    bar: Any = None
+    if sys.stderr.isatty() and total > 1:
+        bar = click.progressbar(length=total, label="refreshing", file=sys.stderr, show_pos=True)
+        bar.__enter__()
+
+    def progress(r: Any, done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(1)
+            return
+        counts = f"{r.new} new, {r.updated} updated" if not r.failed else ""
+        status = click.unstyle(_result_summary(r, config))
+        click.echo(f"[{done}/{total}] {r.source}: {counts + '; ' if counts else ''}{status}", err=True)
+
     try:
-        report = run_refresh(config, deps)
+        report = run_refresh(config, deps, force=force, progress=progress)
     finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
         deps.close()
     width = max((len(r.source) for r in report.results), default=6)
     click.echo(f"{'source':<{width}}  {'new':>4} {'upd':>4} {'same':>4}  status")
     for r in report.results:
-        if r.failed:
-            status = click.style(f"FAILED: {r.error}", fg="red")
-        elif r.not_modified:
-            status = "not modified (304)"
-        else:
-            status = "ok"
-        click.echo(f"{r.source:<{width}}  {r.new:>4} {r.updated:>4} {r.unchanged:>4}  {status}")
+        click.echo(f"{r.source:<{width}}  {r.new:>4} {r.updated:>4} {r.unchanged:>4}  {_result_summary(r, config)}")
+        if r.moved_to:
+            click.echo(f"{'':<{width}}  moved permanently to {r.moved_to}: update its url in feeds.yaml")
         for w in r.warnings:
             click.echo(f"{'':<{width}}  warning: {w}")
         for s in r.skipped if not r.failed else r.skipped[1:]:
@@ -114,8 +152,11 @@ def refresh(ctx: Ctx) -> None:
     for p in report.outputs:
         click.echo(f"  {p}")
     if report.failed:
+        passing = sum(1 for r in report.failed if r.consecutive_failures and not r.lasting)
+        note = f" ({passing} for the first time or two: retried with backoff)" if passing else ""
         click.echo(
-            f"{len(report.failed)} of {len(report.results)} sources failed; the others were processed.", err=True
+            f"{len(report.failed)} of {len(report.results)} sources failed{note}; the others were processed.",
+            err=True,
         )
 
 
@@ -631,6 +672,133 @@ def status(ctx: Ctx) -> None:
 
     for line in status_lines(ctx.config, utc_now()):
         click.echo(line)
+
+
+# -- sources and OPML ------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+@handle_errors
+def sources(cctx: click.Context) -> None:
+    """Show every source's health: status, last success, failures, next try, last error."""
+    if cctx.invoked_subcommand is not None:
+        return
+    from datetime import timedelta
+
+    from .health import HealthPolicy, status_label
+    from .pipeline import utc_now
+    from .store import SQLiteStore
+
+    config = cctx.find_object(Ctx).config  # type: ignore[union-attr]
+    store = SQLiteStore(config.database_path)
+    try:
+        states = {s.name: store.get_source_state(s.name) for s in config.sources}
+    finally:
+        store.close()
+    now = utc_now()
+    width = max(len(s.name) for s in config.sources)
+    click.echo(f"{'source':<{width}}  {'status':<16} {'last success':<16}  {'next try':<16}  entries")
+    for src in config.sources:
+        st = states[src.name]
+        if not src.is_remote:
+            label = "local" + ("" if src.enabled else " (off)")
+        elif not src.enabled:
+            label = "off (enabled: false)"
+        else:
+            policy = HealthPolicy(
+                warn_after_failures=config.fetch.warn_after_failures,
+                max_backoff=timedelta(hours=config.fetch.max_backoff_hours),
+            )
+            label = status_label(st, now, policy)
+        nxt = _when(st.next_attempt, config) if st.next_attempt and st.next_attempt > now else "-"
+        line = f"{src.name:<{width}}  {label:<16} {_when(st.last_success, config):<16}  {nxt:<16}  {st.entry_count}"
+        click.echo(click.style(line, fg="red") if st.disabled or label.startswith("failing") else line)
+        if st.last_error and src.is_remote:
+            click.echo(f"{'':<{width}}  last error: {st.last_error}")
+        if st.redirected_to:
+            click.echo(f"{'':<{width}}  moved permanently to {st.redirected_to}: update its url in feeds.yaml")
+
+
+@sources.command("enable")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def sources_enable(ctx: Ctx, name: str) -> None:
+    """Re-enable a source disabled by 410 Gone and forget its failures."""
+    from .health import enable
+    from .store import SQLiteStore
+
+    config = ctx.config
+    if name not in {s.name for s in config.sources if s.is_remote}:
+        raise AggregatorError(f"no remote source named {name!r} in {ctx.config_path}")
+    store = SQLiteStore(config.database_path)
+    try:
+        store.put_source_state(enable(store.get_source_state(name)))
+    finally:
+        store.close()
+    click.echo(f"{name}: enabled; it is fetched on the next refresh")
+
+
+@main.group()
+def opml() -> None:
+    """Import feeds from an OPML subscription list, or export the remote sources as OPML."""
+
+
+@opml.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--write", is_flag=True, help="Append the new sources to feeds.yaml (default: print their YAML).")
+@pass_ctx
+@handle_errors
+def opml_import(ctx: Ctx, file: str, write: bool) -> None:
+    """Read FILE (OPML) and add its feeds as sources; already configured URLs are skipped.
+
+    Without --write the new `sources:` entries are printed for review; with --write they are
+    appended to the end of the `sources:` list in feeds.yaml (comments kept) and the result is
+    validated before it replaces the file.
+    """
+    from .opml import append_to_config, new_sources, read_opml, sources_yaml
+    from .publish import write_atomic
+
+    config = ctx.config
+    feeds = read_opml(Path(file).read_bytes(), where=file)
+    entries, notes = new_sources(config.sources, feeds)
+    for note in notes:
+        click.echo(note, err=True)
+    if not entries:
+        click.echo("nothing to add", err=True)
+        return
+    if not write:
+        click.echo(sources_yaml(entries), nl=False)
+        click.echo(f"{len(entries)} new source(s); run again with --write to append them to feeds.yaml", err=True)
+        return
+    path = Path(ctx.config_path)
+    updated = append_to_config(path.read_text(encoding="utf-8"), entries)
+    check = path.with_name(f".{path.name}.opml-check")
+    check.write_text(updated, encoding="utf-8")
+    try:
+        load_config(check)  # the merged file must validate before it replaces the real one
+    finally:
+        check.unlink(missing_ok=True)
+    write_atomic(path, updated.encode("utf-8"))
+    click.echo(f"added {len(entries)} source(s) to {path}")
+
+
+@opml.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@pass_ctx
+@handle_errors
+def opml_export(ctx: Ctx, out: str | None) -> None:
+    """Write every remote source as OPML 2.0."""
+    from .opml import export_opml
+    from .pipeline import utc_now
+
+    data = export_opml(ctx.config.title, ctx.config.sources, utc_now())
+    if out:
+        Path(out).write_bytes(data)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(data.decode("utf-8"), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

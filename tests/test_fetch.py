@@ -151,6 +151,7 @@ def test_each_failure_ends_as_documented_and_entries_survive(
     names = [
         "ok", "moved301", "moved302", "moved308", "loop", "missing", "gone", "limited", "broken",
         "unavailable", "never", "drip", "oversize", "gzipbomb", "brotlibomb", "html", "malformed", "truncated",
+        "gbk", "wrongcharset",
     ]  # fmt: skip
     for name in names:
         feeds.ok(f"/{name}.xml", rss(name))
@@ -185,6 +186,16 @@ def test_each_failure_ends_as_documented_and_entries_survive(
     feeds.ok("/malformed.xml", rss("malformed").replace(b"story 0", b"story & 0"))
     feeds.ok("/truncated.xml", rss("truncated")[:60])
 
+    def chinese(name: str) -> bytes:
+        return rss(name, 3).replace(b"story", "稀土新闻".encode()).replace(b' encoding="utf-8"', b"")
+
+    gbk, utf8 = chinese("gbk").decode().encode("gb18030"), chinese("wrongcharset")
+    feeds.handlers["/gbk.xml"] = lambda _r: Response(gbk, headers={"Content-Type": "application/xml"})  # no charset
+    feeds.handlers["/wrongcharset.xml"] = lambda _r: Response(
+        utf8,
+        headers={"Content-Type": "text/xml; charset=iso-8859-1"},  # UTF-8 bytes, header says Latin-1
+    )
+
     started = time.monotonic()
     second = run(cfg, clock)
     elapsed = time.monotonic() - started
@@ -211,6 +222,8 @@ def test_each_failure_ends_as_documented_and_entries_survive(
     assert "not a feed" in (res["html"].error or "")
     assert not res["malformed"].failed and res["malformed"].warnings  # recoverable bozo: kept, warned
     assert "malformed feed" in (res["truncated"].error or "")
+    for name in ("gbk", "wrongcharset"):
+        assert not res[name].failed and res[name].new == 1, res[name]
     for name in names:
         if res[name].failed:
             assert states[name].consecutive_failures == 1 and states[name].last_error
@@ -224,6 +237,12 @@ def test_each_failure_ends_as_documented_and_entries_survive(
     finally:
         d.close()
     assert all(by_source[n] >= 2 for n in names), by_source
+    d = make_deps(cfg, clock=clock)
+    try:
+        titles = {e.title for e in d.store.iter_entries() if e.source in ("gbk", "wrongcharset")}
+    finally:
+        d.close()
+    assert {"gbk 稀土新闻 2", "wrongcharset 稀土新闻 2"} <= titles, titles
 
 
 def test_second_refresh_is_conditional_gets_304_and_parses_nothing(

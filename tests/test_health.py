@@ -141,9 +141,11 @@ def test_bounded_body_decodes(encoding: str | None, compress) -> None:  # type: 
     assert _feed_in_chunks(encoding, compress(data), limit=len(data)) == data
 
 
-@pytest.mark.parametrize(("encoding", "compress"), [("gzip", gzip.compress), ("br", brotli.compress)])
+@pytest.mark.parametrize(
+    ("encoding", "compress"), [("gzip", gzip.compress), ("br", lambda b: brotli.compress(b, quality=5))]
+)
 def test_bombs_stop_at_the_cap(encoding: str, compress) -> None:  # type: ignore[no-untyped-def]
-    bomb = compress(b"\0" * 50_000_000)
+    bomb = compress(b"\0" * 20_000_000)
     body = BoundedBody(encoding, 100_000)
     with pytest.raises(BodyTooLargeError):
         body.feed(bomb)  # the whole bomb in one chunk: still never expanded past the cap
