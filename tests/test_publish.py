@@ -540,6 +540,40 @@ def test_topic_feeds_hold_only_their_topic(config: Config) -> None:
             assert key in [c.get("term") for c in entry.findall(f"{ATOM}category")]
 
 
+# -- golden output ----------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "data" / "publish"
+
+
+def golden_config() -> Config:
+    """A config fixed here, not read from the shipped feeds.yaml, so the golden bytes only move
+    when publishing itself changes."""
+    return Config.model_validate(
+        {
+            "title": "Golden",
+            "subtitle": "Golden output",
+            "base_url": "https://golden.example.org/feeds/",
+            "author": "Golden editors",
+            "language": "en",
+            "sources": [{"name": "mining", "url": "https://mining.example.com/feed/"}],
+            "topics": {"rare-earth": {"title": "Rare earths"}, "university-industry": {"title": "Universities"}},
+            "config_path": str(GOLDEN / "feeds.yaml"),
+        }
+    )
+
+
+def test_golden_files() -> None:
+    """The exact bytes, ids included: a reader that sees an id change shows the item again.
+    Regenerate after an intended change with UPDATE_GOLDEN=1 and review the diff."""
+    out = render_all(golden_config(), mixed_stories())
+    for name in ("feed.atom", "feed.json"):
+        path = GOLDEN / name
+        if os.environ.get("UPDATE_GOLDEN"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(out[name])
+        assert out[name] == path.read_bytes(), f"{name} differs from {path.name}; see the test's docstring"
+
+
 # -- window and archives ----------------------------------------------------------------------
 
 
