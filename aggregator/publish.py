@@ -24,7 +24,7 @@ import functools
 import html
 import os
 import re
-import tempfile
+import secrets
 import threading
 import uuid
 from collections.abc import Sequence
@@ -102,7 +102,7 @@ def language_tag(tag: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """What `atom:source` (and JSON Feed `_source`) says about an entry's origin."""
+    """What `atom:source` (and JSON Feed `_provenance.source`) says about an entry's origin."""
 
     id: str
     title: str
@@ -330,7 +330,7 @@ def build_atom(
         e = story.primary
         fe = fg.add_entry(order="append")
         fe.id(story_uri(config, story.id))
-        fe.title(_text(e.title))
+        fe.title(_text(e.title).strip() or "(untitled)")  # feedgen and RFC 4287 need a title
         fe.updated(entry_updated(e))
         if e.published:
             fe.published(_utc(e.published))
@@ -434,13 +434,15 @@ def write_atomic(path: Path, data: bytes) -> bool:
             return False  # unchanged: keep mtime so HTTP Last-Modified stays honest
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not mkstemp: its files are 0600, and a web server in front of us must read the feed. A new
+    # file with mode 0666 gets the umask applied, like any other file the user writes.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the feed is public
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

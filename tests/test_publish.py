@@ -272,6 +272,11 @@ def test_hostile_input_is_neutralised_but_text_survives(config: Config) -> None:
     assert b"javascript:" not in data.lower()
 
 
+def test_an_empty_title_still_makes_a_valid_entry(config: Config) -> None:
+    root = validate_atom(build_atom(config, stories_of([make_entry(1, title="\x07 ")])))
+    assert root.findtext(f"{ATOM}entry/{ATOM}title") == "(untitled)"
+
+
 def test_relative_urls_are_dropped_without_an_article_url(config: Config) -> None:
     e = local_entry(1, content_html='<p><a href="/x">x</a><img src="y.png"></p>')
     content = validate_atom(build_atom(config, stories_of([e]))).findtext(f"{ATOM}entry/{ATOM}content") or ""
@@ -507,8 +512,10 @@ def test_publish_writes_atomically_and_leaves_unchanged_files_alone(config: Conf
         "topics/university-industry.atom",
     ]
     mtimes = {p: p.stat().st_mtime_ns for p in paths}
+    umask = os.umask(0o022)
+    os.umask(umask)
     for p in paths:
-        assert p.stat().st_mode & 0o777 == 0o644  # readable by whatever web server serves it
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user writes, not 0600
     os.utime(paths[0], ns=(1, 1))  # so a rewrite would be visible
     publish_all(config, stories)
     assert paths[0].stat().st_mtime_ns == 1  # same bytes: not rewritten, Last-Modified holds
