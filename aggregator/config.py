@@ -82,10 +82,10 @@ class SourceConfig(_Model):
 class TopicRule(_Model):
     """The rules for one topic; `topics.py` documents how they combine into a score.
 
-    - terms: term -> weight (> 0). English terms match whole words, case-insensitively unless the term
-      has a capital letter ("REE" does not match "ree" or "FREE"); a plural -s matches too; a space or
-      hyphen in a term matches any run of spaces, hyphens and dashes. Terms with Chinese characters
-      match as substrings (Chinese has no spaces between words).
+    - terms: term -> weight (> 0). English terms match whole words; a word written with a capital
+      matches exactly ("REE" does not match "ree" or "FREE"), other words ignore case; a plural -s
+      matches too; a space or hyphen in a term matches any run of spaces, hyphens and dashes. Terms
+      with Chinese characters match as substrings (Chinese has no spaces between words).
     - regexes: pattern -> weight, case-insensitive, counted like terms.
     - exclude: term -> penalty (> 0, subtracted, counted like terms) or "veto" (any occurrence and the
       topic is never assigned). A plain list means every item vetoes.

@@ -20,13 +20,15 @@ from zoneinfo import ZoneInfo
 import feedparser
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.config import Config, TopicRule, load_config
 from aggregator.local import read_local
 from aggregator.normalize import normalize
 from aggregator.parse import parse_document
 from aggregator.pipeline import Deps, make_deps, make_digest, refresh
-from aggregator.topics import assign_topics, score_entry, score_text, score_topic
+from aggregator.topics import Prepared, _compiled, assign_topics, compile_rule, score_entry, score_text, score_topic
 from aggregator.types import Entry
 
 from .conftest import DATA, FIXED_NOW, ROOT, Clock
@@ -134,6 +136,56 @@ def test_capitals_make_a_term_case_sensitive() -> None:
 def test_chinese_terms_match_inside_running_text_and_next_to_latin() -> None:
     rule = _rule(terms={"稀土": 1, "NdPr": 1, "Baotou": 1})
     assert _terms(rule, "", "北方稀土在Baotou举行，NdPr氧化物价格上涨") == {"稀土": 1, "NdPr": 1, "Baotou": 1}
+
+
+def test_a_capitalised_word_is_exact_and_the_others_ignore_case() -> None:
+    rule = _rule(terms={"joint R&D center": 1, "NdPr": 1, "MoU": 1, "MOU": 2})
+    assert _terms(rule, "", "Joint R&D Center; JOINT R&D CENTER; joint r&d center") == {"joint R&D center": 2}
+    assert _terms(rule, "", "NdPr, NDPR (a data law), ndpr") == {"NdPr": 1}
+    assert _terms(rule, "", "an MoU and an MOU") == {"MoU": 1, "MOU": 2}
+
+
+def test_text_whose_lowercase_changes_length_still_matches() -> None:
+    """'İ' lowercases to two characters, so word positions would not line up: the full scan is used."""
+    rule = _rule(terms={"rare earth": 1, "REE": 1, "稀土": 1}, regexes={"magnet": 1})
+    text = "İstanbul: rare earth magnets, REE, 稀土"
+    assert _terms(rule, "", text) == {"rare earth": 1, "REE": 1, "稀土": 1, "/magnet/": 1}
+
+
+def test_a_regex_with_capitals_is_still_case_insensitive() -> None:
+    rule = _rule(regexes={r"\bNdFeB\b": 1, r"\bjoint\s+lab\b": 1})
+    assert _terms(rule, "", "ndfeb and NDFEB; Joint Lab") == {r"/\bNdFeB\b/": 2, r"/\bjoint\s+lab\b/": 1}
+
+
+_WORDS = st.sampled_from(
+    ["rare", "earth", "earths", "REE", "Ree", "free", "magnet", "joint", "lab", "R&D", "NdPr", "ytterbium",
+     "terbium", "稀土", "永磁", "依稀", "土墙", "cerium", "oxide", "ceriumoxide", "in", "the", "é"]
+)  # fmt: skip
+_GAPS = st.sampled_from([" ", "-", "–", ", ", "", "\n", "在", "(", ")"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_WORDS, _GAPS), max_size=30))
+def test_looking_only_at_first_words_finds_what_a_full_scan_finds(parts: list[tuple[str, str]]) -> None:
+    text = "".join(w + g for w, g in parts)
+    rule = _rule(terms={"rare earth": 1, "rare earth magnet": 1, "REE": 1, "joint R&D lab": 1, "NdPr": 1,
+                        "terbium": 1, "ytterbium": 1, "cerium oxide": 1, "稀土": 1, "稀土永磁": 1})  # fmt: skip
+    ts = compile_rule("t", rule).terms
+    full: dict[str, int] = {}
+    for pattern in (ts.english, ts.chinese):
+        assert pattern is not None
+        for m in pattern.finditer(text):
+            term = ts._term_of(m.group())
+            full[term] = full.get(term, 0) + 1
+    assert ts.counts(Prepared.of(text)) == full
+
+
+def test_rules_are_compiled_once_per_rule_object(rules: dict[str, TopicRule]) -> None:
+    rule = rules["rare-earth"]
+    assert _compiled("rare-earth", rule) is _compiled("rare-earth", rule)
+    changed = rule.model_copy(update={"min_score": 99.0})
+    assert _compiled("rare-earth", changed) is not _compiled("rare-earth", rule)
+    assert not score_topic("rare-earth", changed, "Rare earth prices", "").assigned
 
 
 def test_longest_term_wins_and_matches_do_not_overlap() -> None:
