@@ -271,8 +271,9 @@ class DedupeConfig(_Model):
     # Copies published further apart than this are different stories (when both dates are known).
     # 30 days: a university often posts two weeks after the event that papers reported next day.
     window_days: float = Field(default=30, gt=0)
-    # A new entry is compared with entries first seen this far back; older news is not re-reported.
-    lookback_days: float = Field(default=60, gt=0)
+    # A new entry is compared with entries first seen this far back (as long as the date window, so
+    # a late reprint still finds its original); each refresh re-indexes this many days of entries.
+    lookback_days: float = Field(default=30, gt=0)
 
     @field_validator("never_merge", "always_merge")
     @classmethod

@@ -37,7 +37,7 @@ import bisect
 import dataclasses
 import hashlib
 import json
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,13 +76,19 @@ SHORT_TITLE = 0.75  # below MIN_SHINGLES: near-identical titles, and...
 SHORT_TEXT = 0.8  # ... near-identical text, and both dates known within the window
 NUMBERS_MIN = 1  # even one number votes: a summary keeps its article's date and figures
 NUMBERS_AGREE = 0.5  # share of the shorter text's numbers found in the other
-# LSH bands x rows over 64 permutations. Body (28 x 2): found with probability 0.68 at Jaccard 0.2,
-# 0.93 at 0.3 (a summary is a small part of its article, so its Jaccard is low), 0.01 at 0.02.
-# Title words (21 x 3): 0.75 at 0.4, 0.998 at 0.64; catches summaries whose body Jaccard is tiny.
-LSH_BODY = (28, 2)
-LSH_TITLE = (21, 3)
+# LSH bands x rows. Each band costs a hash-table insert and lookup per entry, so few bands; their
+# S-curves: body (20 x 2) finds a pair with probability 0.56 at Jaccard 0.2, 0.85 at 0.3, 0.96 at
+# 0.4 and 0.01 at 0.02 (unrelated texts); a summary is a small part of its article, so its body
+# Jaccard is low: titles (12 x 3) find it, 0.81 at title-word Jaccard 0.5, 0.96 at 0.64.
+LSH_BODY = (20, 2)
+LSH_TITLE = (12, 3)
 MAX_CANDIDATES = 64  # per LSH query; a template title shared by hundreds of pages stays cheap
 VERSION = "2"  # bump when a rule or threshold changes: stored clusters are then recomputed
+
+
+def _before(t: datetime, delta: timedelta) -> datetime:
+    """t - delta, or the earliest time when that would fall off the calendar (unknown first-seen)."""
+    return t - delta if t - _EPOCH > delta else _EPOCH
 
 
 def founder_key(e: Entry) -> tuple[datetime, str]:
@@ -143,24 +149,36 @@ def signature_basis(e: Entry) -> str:
     return hashlib.sha256(f"{_shingle.SCHEME}\x1f{e.title}\x1f{e.content_hash}".encode()).hexdigest()[:20]
 
 
-def _features_and_signature(e: Entry) -> tuple[Features, Signature]:
-    hashes = _shingle.shingle_hashes(e.content_text)
-    title = _shingle.title_words(e.title)
-    feats = Features(np.unique(hashes).astype(np.uint32), title, _shingle.numbers(e.content_text))
-    body = _shingle.minhash(hashes, _shingle.BODY_PERM)
-    tmh = _shingle.minhash(_shingle.title_hashes(title), _shingle.TITLE_PERM)
-    sig = Signature(signature_basis(e), _shingle.minhash_bytes(body), _shingle.minhash_bytes(tmh))
-    return feats, sig
+@dataclass(frozen=True)
+class _Prepared:
+    """What hashing an entry gives: enough for its signature, and for its features when needed."""
+
+    hashes: np.ndarray[Any, np.dtype[np.uint64]]  # shingle hashes, may repeat
+    title: frozenset[str]
+
+
+def _prepare(e: Entry) -> _Prepared:
+    return _Prepared(_shingle.shingle_hashes(e.content_text), _shingle.title_words(e.title))
+
+
+def _features_from(e: Entry, p: _Prepared) -> Features:
+    return Features(np.unique(p.hashes).astype(np.uint32), p.title, _shingle.numbers(e.content_text))
+
+
+def _signature_from(e: Entry, p: _Prepared) -> Signature:
+    body = _shingle.minhash_values(p.hashes, _shingle.BODY_PERM)
+    title = _shingle.minhash_values(_shingle.title_hashes(p.title), _shingle.TITLE_PERM)
+    return Signature(signature_basis(e), _shingle.to_bytes(body), _shingle.to_bytes(title))
 
 
 def features(e: Entry) -> Features:
     """Exact shingle set, title words and numbers of an entry."""
-    return _features_and_signature(e)[0]
+    return _features_from(e, _prepare(e))
 
 
 def compute_signature(e: Entry) -> Signature:
     """MinHash signatures (body, title) of an entry, for the LSH index and the store."""
-    return _features_and_signature(e)[1]
+    return _signature_from(e, _prepare(e))
 
 
 # -- pins ----------------------------------------------------------------------------------
@@ -202,6 +220,8 @@ def _resolve(ref: str, by_url: Mapping[str, list[str]], ids: Sequence[str]) -> l
 
 def resolve_pins(cfg: DedupeConfig, entries: Iterable[Entry]) -> Pins:
     """Turn the configured pairs into entry-id pairs (a ref matching nothing yet pins nothing)."""
+    if not cfg.always_merge and not cfg.never_merge:
+        return Pins()
     items = list(entries)
     by_url: dict[str, list[str]] = {}
     for e in items:
@@ -244,6 +264,15 @@ def _site_root(url: str | None) -> bool:
     return not url or (url.endswith("/") and url.count("/") <= 3)
 
 
+def _common(a: np.ndarray[Any, np.dtype[np.uint32]], b: np.ndarray[Any, np.dtype[np.uint32]]) -> int:
+    """Size of the intersection of two sorted distinct arrays (binary search: no sort, no concat)."""
+    if len(a) > len(b):
+        a, b = b, a
+    idx = np.searchsorted(b, a)
+    idx[idx == len(b)] = 0
+    return int(np.count_nonzero(b[idx] == a))
+
+
 def compare(a: Entry, b: Entry, fa: Features, fb: Features, cfg: DedupeConfig, pins: Pins = Pins()) -> Evidence:
     """Decide whether two entries tell the same news. Pure; explains itself."""
     pair = frozenset((a.id, b.id))
@@ -258,7 +287,7 @@ def compare(a: Entry, b: Entry, fa: Features, fb: Features, cfg: DedupeConfig, p
 
     na, nb = len(fa.shingles), len(fb.shingles)
     size = min(na, nb)
-    inter = len(np.intersect1d(fa.shingles, fb.shingles, assume_unique=True)) if size else 0
+    inter = _common(fa.shingles, fb.shingles) if size else 0
     containment = inter / size if size else 0.0
     jaccard = inter / (na + nb - inter) if na + nb else 0.0
     longest = max(len(fa.title), len(fb.title))
@@ -319,21 +348,25 @@ class Clustering:
 
 
 class _FeatureCache:
-    """Features of recently seen entries (a duplicate usually arrives close to its original)."""
+    """Features of recently seen entries (a duplicate usually arrives close to its original).
+
+    A new entry is put in prepared (hashed) form; most never meet a candidate, so the exact
+    shingle set and the numbers are only worked out when a comparison needs them.
+    """
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self.data: OrderedDict[str, Features] = OrderedDict()
+        self.data: OrderedDict[str, Features | _Prepared] = OrderedDict()
 
-    def put(self, key: str, value: Features) -> None:
+    def put(self, key: str, value: Features | _Prepared) -> None:
         self.data[key] = value
         if len(self.data) > self.size:
             self.data.popitem(last=False)
 
     def get(self, e: Entry) -> Features:
         f = self.data.get(e.id)
-        if f is None:
-            f = features(e)
+        if not isinstance(f, Features):
+            f = _features_from(e, f if f is not None else _prepare(e))
             self.put(e.id, f)
         return f
 
@@ -411,7 +444,6 @@ class _Run:
         self.by_hash: dict[str, list[str]] = {}
         self.body = MinHashLSH(num_perm=_shingle.BODY_PERM, params=LSH_BODY)
         self.title = MinHashLSH(num_perm=_shingle.TITLE_PERM, params=LSH_TITLE)
-        self.in_lsh: deque[Entry] = deque()  # oldest first, to slide the lookback window
         self.processed: list[Entry] = []
         self.cache = _FeatureCache()
         self.new_links: dict[str, StoryLink] = {}
@@ -435,39 +467,34 @@ class _Run:
     def _signature(self, e: Entry) -> Signature:
         sig = self.stored.get(e.id)
         if sig is None or sig.basis != signature_basis(e):
-            feats, sig = _features_and_signature(e)
-            self.cache.put(e.id, feats)
+            prepared = _prepare(e)
+            sig = _signature_from(e, prepared)
+            self.cache.put(e.id, prepared)
             self.new_signatures[e.id] = sig
         return sig
 
     def _lsh_insert(self, e: Entry, sig: Signature) -> None:
-        self.body.insert(e.id, _shingle.minhash_from(sig.body, _shingle.BODY_PERM), check_duplication=False)
-        self.title.insert(e.id, _shingle.minhash_from(sig.title, _shingle.TITLE_PERM), check_duplication=False)
-        self.in_lsh.append(e)
+        self.body.insert(e.id, _shingle.lean(sig.body), check_duplication=False)
+        self.title.insert(e.id, _shingle.lean(sig.title), check_duplication=False)
 
     def index_pool(self, since: datetime) -> None:
         """Put already-assigned entries seen within the lookback window into the LSH index."""
-        horizon = since - self.lookback
+        horizon = _before(since, self.lookback)
         for e in self.processed:
             if (e.first_seen or _EPOCH) >= horizon:
                 self._lsh_insert(e, self._signature(e))
 
-    def _slide(self, now: datetime) -> None:
-        horizon = now - self.lookback
-        while self.in_lsh and (self.in_lsh[0].first_seen or _EPOCH) < horizon:
-            old = self.in_lsh.popleft()
-            self.body.remove(old.id)
-            self.title.remove(old.id)
-
     # -- one batch (the entries first seen at one moment) ----------------------------------
-    def _candidates(self, e: Entry, sig: Signature) -> set[str]:
+    def _candidates(self, e: Entry, sig: Signature, horizon: datetime) -> set[str]:
+        """Exact-key, pinned and LSH candidates. LSH hits first seen before `horizon` (out of the
+        lookback window) are dropped here: cheaper than removing them from the index."""
         cands: set[str] = set()
         if e.canonical_url:
             cands.update(self.by_url.get(e.canonical_url, ()))
         cands.update(self.by_hash.get(e.content_hash, ()))
         cands.update(self.always.get(e.id, ()))
-        for lsh, raw, n in ((self.body, sig.body, _shingle.BODY_PERM), (self.title, sig.title, _shingle.TITLE_PERM)):
-            found = lsh.query(_shingle.minhash_from(raw, n))
+        for lsh, raw in ((self.body, sig.body), (self.title, sig.title)):
+            found = [k for k in lsh.query(_shingle.lean(raw)) if founder_key(self.by_id[k])[0] >= horizon]
             if len(found) > MAX_CANDIDATES:  # keep the most recent: they are the likely copies
                 found = sorted(found, key=lambda k: founder_key(self.by_id[k]), reverse=True)[:MAX_CANDIDATES]
             cands.update(found)
@@ -475,18 +502,16 @@ class _Run:
         return cands
 
     def add_batch(self, batch: list[Entry]) -> None:
-        now = batch[0].first_seen or _EPOCH
-        self._slide(now)
+        horizon = _before(batch[0].first_seen or _EPOCH, self.lookback)
         seen: set[str] = set()  # batch members already indexed
         edges: list[tuple[int, float, str, str, Evidence]] = []
         for e in batch:
             sig = self._signature(e)
-            fe = self.cache.get(e)
-            for c in sorted(self._candidates(e, sig)):
+            for c in sorted(self._candidates(e, sig, horizon)):
                 if c not in self.story_of and c not in seen:
                     continue  # later in this batch: that pair is judged when c arrives
                 other = self.by_id[c]
-                ev = compare(e, other, fe, self.cache.get(other), self.cfg, self.pins)
+                ev = compare(e, other, self.cache.get(e), self.cache.get(other), self.cfg, self.pins)
                 self.compared += 1
                 if ev.rule:
                     edges.append((_RANK[ev.rule], -ev.score, e.id, c, ev))
@@ -590,7 +615,7 @@ def signature_horizon(
     if not pending:
         return False, None
     oldest = min(pending)
-    return True, (None if oldest == _EPOCH else oldest - timedelta(days=cfg.lookback_days))
+    return True, (None if oldest == _EPOCH else _before(oldest, timedelta(days=cfg.lookback_days)))
 
 
 def build_stories(
