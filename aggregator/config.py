@@ -89,7 +89,8 @@ class TopicRule(_Model):
     - regexes: pattern -> weight, case-insensitive, counted like terms.
     - exclude: term -> penalty (> 0, subtracted, counted like terms) or "veto" (any occurrence and the
       topic is never assigned). A plain list means every item vetoes.
-    - require: if given, at least one of these terms must occur, or the topic is not assigned.
+    - require: groups of context terms, name -> terms; from every group at least one term must occur,
+      or the topic is not assigned. A plain list is one group named "require".
     - title_weight: a term in the title counts this many times its weight (once).
     - min_score: the topic is assigned when the score reaches it.
     """
@@ -98,7 +99,7 @@ class TopicRule(_Model):
     terms: dict[str, float] = Field(default_factory=dict)
     regexes: dict[str, float] = Field(default_factory=dict)
     exclude: dict[str, float | Literal["veto"]] = Field(default_factory=dict)
-    require: tuple[str, ...] = ()
+    require: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     title_weight: float = Field(default=2.0, ge=0)
     min_score: float = Field(default=3.0, gt=0)
 
@@ -107,6 +108,19 @@ class TopicRule(_Model):
     def _exclude_list(cls, v: Any) -> Any:
         # The first version took a list of vetoing terms; keep accepting it.
         return dict.fromkeys(v, "veto") if isinstance(v, list | tuple) else v
+
+    @field_validator("require", mode="before")
+    @classmethod
+    def _require_list(cls, v: Any) -> Any:
+        return {"require": v} if isinstance(v, list | tuple) else v
+
+    @field_validator("require")
+    @classmethod
+    def _require_groups(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for name, terms in v.items():
+            if not terms or not all(t.strip() for t in terms):
+                raise ValueError(f"require group {name!r}: give at least one term, none of them empty")
+        return v
 
     @field_validator("terms", "exclude")
     @classmethod

@@ -24,10 +24,11 @@ How one entry is scored against one topic (rules come from the `topics:` block o
   something else ("rare earth hypothesis") and carries a penalty equal to the term's weight cancels
   it exactly. Only an exclusion marked ``veto`` removes the topic outright; keep vetoes for phrases
   that can only mean the story is off-topic (Spain's grid operator "Red Eléctrica", also "REE").
-- ``require`` lists context terms of which at least one must occur (for university–industry: some
-  university or research institute), so a joint lab between two companies is not tagged.
-- The topic is assigned when nothing vetoed it, the score reaches ``min_score``, and a required
-  term occurs. A story can have several topics, or none (then it is only in the main feed).
+- ``require`` names groups of context terms; from every group one term must occur. For
+  university–industry: a university or research institute, and a company or government, so that
+  neither a joint lab of two companies nor one of two universities is tagged.
+- The topic is assigned when nothing vetoed it, the score reaches ``min_score``, and every required
+  group is present. A story can have several topics, or none (then it is only in the main feed).
 
 Speed: rules are compiled once per `TopicRule` object and cached. Terms become trie-shaped regexes,
 tried only at the places where one of their first words stands (found from the text's word set,
@@ -221,7 +222,7 @@ class CompiledRule:
     terms: _TermSet
     regexes: tuple[_Regex, ...]
     exclude: _TermSet
-    require: _TermSet
+    require: tuple[tuple[str, _TermSet], ...]  # (group name, its terms)
     weights: Mapping[str, float]  # term -> weight, and penalty term -> penalty
     vetoes: frozenset[str]
 
@@ -352,7 +353,7 @@ def compile_rule(key: str, rule: TopicRule) -> CompiledRule:
         terms=_term_set(list(rule.terms)),
         regexes=tuple(_Regex.of(p, w) for p, w in rule.regexes.items()),
         exclude=_term_set(list(rule.exclude)),
-        require=_term_set(list(rule.require)),
+        require=tuple((name, _term_set(list(terms))) for name, terms in rule.require.items()),
         weights={**rule.terms, **{t: float(p) for t, p in rule.exclude.items() if p != "veto"}},
         vetoes=frozenset(t for t, p in rule.exclude.items() if p == "veto"),
     )
@@ -422,8 +423,8 @@ def score_compiled(c: CompiledRule, title: str | Prepared, body: str | Prepared)
         assigned, reason = False, f"vetoed by {excluded_by!r}"
     elif total < rule.min_score:
         assigned, reason = False, f"score {total:g} < {rule.min_score:g}"
-    elif c.require and c.require.first(t, b) is None:
-        assigned, reason = False, "none of the required terms occurs"
+    elif missing := [name for name, group in c.require if group.first(t, b) is None]:
+        assigned, reason = False, f"no term of the required group {missing[0]!r} occurs"
     else:
         assigned, reason = True, f"score {total:g} >= {rule.min_score:g}"
     return TopicScore(c.key, total, tuple(matched), excluded_by, assigned, rule.min_score, reason)

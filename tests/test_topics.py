@@ -233,19 +233,44 @@ def test_a_plain_exclude_list_still_means_veto() -> None:
 
 def test_require_needs_one_context_term() -> None:
     rule = _rule(terms={"joint lab": 5}, require=("university", "大学"), min_score=5)
+    assert rule.require == {"require": ("university", "大学")}
     assert not score_topic("t", rule, "Two companies open joint lab", "").assigned
-    assert score_topic("t", rule, "Two companies open joint lab", "").reason == "none of the required terms occurs"
+    assert score_topic("t", rule, "Two companies open joint lab", "").reason == (
+        "no term of the required group 'require' occurs"
+    )
     assert score_topic("t", rule, "Joint lab opens", "with Tsinghua University").assigned
     assert score_topic("t", rule, "Joint lab opens", "与清华大学共建").assigned
 
 
-def test_bad_rules_are_refused_with_the_key_named(project: Path) -> None:
+def test_every_require_group_must_be_present() -> None:
+    rule = _rule(
+        terms={"joint lab": 5},
+        require={"academia": ("university",), "partner": ("company", "government", "企业")},
+        min_score=5,
+    )
+    two_universities = score_topic("t", rule, "Joint lab opens", "Tsinghua University and Peking University")
+    assert not two_universities.assigned
+    assert two_universities.reason == "no term of the required group 'partner' occurs"
+    assert score_topic("t", rule, "Joint lab opens", "Tsinghua University and a steel company").assigned
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"terms": {"rare earth": -3}}, r"rare-earth.*weight must be > 0.*'exclude'"),
+        ({"exclude": {"sports meet": 0}}, r"rare-earth.*'sports meet': weight must be > 0"),
+        ({"exclude": {"sports meet": "maybe"}}, r"rare-earth.*exclude"),
+        ({"require": {"academia": []}}, r"rare-earth.*require group 'academia'"),
+        ({"regexes": {"(unclosed": 1}}, r"rare-earth.*invalid regex"),
+    ],
+)
+def test_bad_rules_are_refused_with_the_key_named(project: Path, change: dict[str, Any], message: str) -> None:
     from aggregator.errors import ConfigError
 
     data = yaml.safe_load((project / "feeds.yaml").read_text(encoding="utf-8"))
-    data["topics"]["rare-earth"]["terms"]["rare earth"] = -3
+    data["topics"]["rare-earth"].update(change)
     (project / "feeds.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"rare-earth.*weight must be > 0.*'exclude'"):
+    with pytest.raises(ConfigError, match=message):
         load_config(project / "feeds.yaml")
 
 
