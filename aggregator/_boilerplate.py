@@ -58,7 +58,10 @@ RULES: tuple[Rule, ...] = (
         "view counter",
         r"^[\[【(（]?\s*(?:点击|浏览|阅读|访问)(?:次数|数|量|率)?\s*[:：]?\s*[\[\(（【]?\s*[\d,]*\s*[\]\)）】]?\s*次?\s*[\]】)）]?$",
     ),
-    _r("view counter", r"^(?:views?|hits?|reads?|page ?views|visits|clicks)\s*[:：]?\s*[\d,]*\s*(?:times)?$"),
+    _r(
+        "view counter",
+        r"^(?:views?|hits?|reads?|page ?views|visits|clicks?|浏览量|阅读数)\s*[:：]?\s*[\d,]*\s*(?:times)?$",
+    ),
     _r("view counter", r"^[\d,]+\s*(?:views?|hits?|reads?|次浏览|次阅读|人阅读)$"),
     _r(
         "share line",
@@ -169,9 +172,18 @@ BYLINE = re.compile(
     _I,
 )
 # A line made of several metadata fields: "作者：张三  来源：新华网  发布时间：2025-05-20".
-FIELD_SPLIT = re.compile(r"\s{2,}|\s*[|｜]\s*|\u3000+|(?<=[)）\]】])\s*(?=[(（\[【])")
+_FIELD_LABELS = (
+    r"作者|来源|编辑|责任编辑|审核|摄影|记者|通讯员|发布时间|发布日期|发表时间|更新时间|日期|时间|点击|点击数|点击量|浏览|浏览次数|"
+    r"阅读|阅读量|字号|发布者|发布人|author|source|editor|date|time|published|posted|updated|views?|hits?|clicks?|publisher"
+)
+# Fields of a metadata line: split on runs of spaces, bars, and before a label after one space
+# ("发布时间：2025-10-10 作者：陈明").
+FIELD_SPLIT = re.compile(
+    r"\s{2,}|\s*[|｜]\s*|\u3000+|(?<=[)）\]】])\s*(?=[(（\[【])|\s+(?=(?:" + _FIELD_LABELS + r")\s*[:：])", _I
+)
 SOURCE_FIELD = re.compile(
-    r"^[(（\[【]?\s*(?:来源|稿件来源|信息来源|本文来源|文章来源|新闻来源|source|供稿|供稿单位|from)\s*[:：]\s*(?P<src>.+?)[)）\]】]?$",
+    r"^[(（\[【]?\s*(?:来源|稿件来源|信息来源|本文来源|文章来源|新闻来源|source|供稿|供稿单位|from|publisher|发布者|发布人|发布单位|"
+    r"录入|录入者|上传者|posted by)\s*[:：]\s*(?P<src>.+?)[)）\]】]?$",
     _I,
 )
 

@@ -266,15 +266,19 @@ def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
         if len(parts) >= 3 and unknown == 0 and len(_WORD.findall(p)) <= 4 and cjk_count(p) <= 12:
             unknown += 1
             continue
-        return None
+        return _whole_line_date(line)
     if unknown and not (authors and has_date):
-        return None
+        return _whole_line_date(line)
     return authors, has_date
 
 
-def _classify(lines: list[str], extra: tuple[re.Pattern[str], ...]) -> list[_Line]:
-    from datetime import UTC
+def _whole_line_date(line: str) -> tuple[list[str], bool] | None:
+    """ "Event date: 2027-03-01": a line that is a date and a few words, read as one field."""
+    parsed = parse_date_text(line, UTC)
+    return ([], True) if parsed and mostly_date(line, parsed.matched) else None
 
+
+def _classify(lines: list[str], extra: tuple[re.Pattern[str], ...]) -> list[_Line]:
     out = [_Line(s) for s in lines]
     for i, ln in enumerate(out):
         s = ln.text
@@ -328,8 +332,8 @@ def _choose_title(lines: list[_Line]) -> int | None:
     first_candidate: int | None = None
     for i in range(limit):
         ln = lines[i]
-        if ln.kind != "text" or not is_headline(_strip_title(ln.text)):
-            continue
+        if ln.kind != "text" or not is_headline(_strip_title(ln.text)) or parse_date_text(ln.text, UTC):
+            continue  # a line with a full date is a metadata line, not a headline
         first_candidate = first_candidate if first_candidate is not None else i
         meta_between = False
         anchored = False
@@ -361,7 +365,15 @@ def _choose_title(lines: list[_Line]) -> int | None:
         return _before_deck(lines, -best[1])
     if fallback_near_date is not None:
         return fallback_near_date
-    return first_candidate
+    if first_candidate is not None:
+        return first_candidate
+    # Last resort (a lowercase or oddly shaped title): the first short line right above the body.
+    for i in range(min(limit, prose_idx[0] if prose_idx else limit)):
+        s = lines[i].text
+        shaped = lines[i].kind == "text" and not is_prose(s) and len(s) <= 200 and not s.endswith(_TERMINAL)
+        if shaped and (len(_WORD.findall(s)) >= 3 or cjk_count(s) >= 5) and not parse_date_text(s, UTC):
+            return i
+    return None
 
 
 def _title_case_share(s: str) -> float:
@@ -478,7 +490,8 @@ def extract_article(
         kept.append(i)
         paragraphs.append(s)
 
-    first_body = kept[0] if kept else len(lines)
+    # The header runs down to the first real paragraph (a short kept line does not end it).
+    first_body = next((i for i in kept if is_prose(lines[i].text)), kept[0] if kept else len(lines))
     last_body = kept[-1] if kept else (t if t is not None else -1)
     article_text = "\n".join([title or "", *paragraphs])
     metadata = frozenset(i for i, ln in enumerate(lines) if ln.kind != "text" and len(ln.text) <= LONG_LINE)

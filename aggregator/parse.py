@@ -6,7 +6,6 @@ Pure: no network, no clock (the fetch time is passed in).
 from __future__ import annotations
 
 import calendar
-import dataclasses
 import io
 import json
 import re
@@ -17,7 +16,6 @@ from typing import Any
 import charset_normalizer
 import feedparser
 
-from ._boilerplate import classify_boilerplate
 from ._dates import parse_date_text
 from ._text import html_to_text, paragraphs_to_html
 from .article import extract_article, language_of
@@ -307,11 +305,13 @@ def parse_article_html(
     site_name: str | None = None,
     extra_boilerplate: tuple[str, ...] = (),
 ) -> RawItem:
-    """One saved HTML page -> one RawItem, via trafilatura's main-content extraction.
+    """One saved HTML page -> one RawItem.
 
-    The date comes from the page's metadata and markup only (htmldate without its extensive
-    full-text search, capped at the fetch date). When trafilatura finds no main text, the page's
-    text goes through the plain-text extractor instead.
+    trafilatura finds the main content and the metadata in the markup (og:/meta tags, <time>; its
+    htmldate runs without the extensive full-text search and is capped at the fetch date). The
+    text extractor then cleans trafilatura's text (nav and metadata lines it keeps), and, run over
+    the whole page's text, supplies what the markup lacks: a date line, bylines, the site name
+    from the <title> suffix or the copyright line.
     """
     import trafilatura
 
@@ -334,46 +334,45 @@ def parse_article_html(
             "outputformat": "%Y-%m-%dT%H:%M:%S%z",
         },
     )
-    if not result or not getattr(result, "text", None):
-        fallback = dataclasses.replace(doc, content=html_to_text(page).encode("utf-8"), kind="article-text")
-        try:
-            return parse_article_text(
-                fallback, tz=tz, fetched_at=fetched_at, site_name=site_name, extra_boilerplate=extra_boilerplate
-            )
-        except ParseError as exc:
-            raise ParseError(f"no article text found in HTML page ({exc})") from exc
-    extra = tuple(re.compile(p, re.I) for p in extra_boilerplate)
-    paragraphs = [
-        ln.strip()
-        for ln in str(result.text).split("\n")
-        if ln.strip() and not classify_boilerplate(ln.strip(), extra) and ln.strip() != result.title
-    ]
-    published, precision, provenance = None, DatePrecision.NONE, "no date in the HTML metadata or markup"
-    if result.date:
-        parsed = parse_date_text(str(result.date), tz)
+    whole = extract_article(html_to_text(page), tz=tz, fetched_at=fetched_at, extra_boilerplate=extra_boilerplate)
+    main = None
+    if result and getattr(result, "text", None):
+        main = extract_article(str(result.text), tz=tz, fetched_at=fetched_at, extra_boilerplate=extra_boilerplate)
+    paragraphs = (main.paragraphs if main and main.paragraphs else None) or whole.paragraphs
+    title = (result.title if result and result.title else None) or (main.title if main else None) or whole.title
+    if not title and not paragraphs:
+        raise ParseError("no article text found in HTML page")
+    published, precision, provenance = whole.published, whole.precision, whole.provenance
+    if main and main.published and not published:
+        published, precision, provenance = main.published, main.precision, main.provenance
+    raw_date = str(result.date) if result and result.date else None
+    if raw_date:
+        parsed = parse_date_text(raw_date, tz)
         if parsed and parsed.value <= fetched_at:
             precision = parsed.precision
-            if parsed.precision == DatePrecision.MINUTE and re.search(r"T00:00:00", str(result.date)):
+            if precision == DatePrecision.MINUTE and "T00:00:00" in raw_date:
                 precision = DatePrecision.DAY  # htmldate pads a date without a time with midnight
-                parsed = parse_date_text(str(result.date)[:10], tz) or parsed
+                parsed = parse_date_text(raw_date[:10], tz) or parsed
             published = parsed.value
-            provenance = f"HTML metadata/markup date {result.date!r} (htmldate, no full-text search)"
-        elif parsed:
-            provenance = f"HTML date {result.date!r} is after the fetch time; ignored"
-    title = result.title
+            provenance = f"HTML metadata/markup date {raw_date!r} (htmldate, no full-text search)"
+    authors: tuple[str, ...] = ()
+    if result and result.author:
+        authors = tuple(a.strip() for a in str(result.author).split(";") if a.strip())
+    authors = authors or whole.authors or (main.authors if main else ())
+    url = str(result.url) if result and result.url else ""
     return RawItem(
         source=doc.source,
         guid=None,
-        link=result.url if result.url and str(result.url).startswith(("http://", "https://")) else None,
+        link=url if url.startswith(("http://", "https://")) else None,
         title=title,
         content_text="\n\n".join(paragraphs),
         published=published,
         updated=published,
         date_precision=precision,
         date_provenance=provenance,
-        authors=tuple(a.strip() for a in str(result.author).split(";") if a.strip()) if result.author else (),
-        site_name=site_name or result.sitename,
-        site_domain=result.hostname,
+        authors=authors,
+        site_name=site_name or (result.sitename if result else None) or whole.site_name,
+        site_domain=(result.hostname if result else None) or whole.site_domain,
         language=language_of("\n".join([title or "", *paragraphs])),
         location=doc.location,
     )
