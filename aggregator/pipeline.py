@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import health
+from ._parallel import DocPool
 from .config import Config, DigestConfig, SourceConfig
 from .dedupe import DEDUPE_STATE_KEY, Clustering, Signature, cluster, fingerprint, signature_horizon
 from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
@@ -156,10 +157,23 @@ def _remote_failure(
     )
 
 
+def parse_fetched(
+    config: Config, source: SourceConfig, doc: Fetched, now: datetime
+) -> tuple[list[Entry], list[str], list[str]]:
+    """Parse, normalise and tag one fetched document (in a worker process when a refresh is big)."""
+    return _entries_from_docs(config, source, [doc], now)
+
+
 def _record_remote(
-    config: Config, deps: Deps, source: SourceConfig, state: SourceState, got: Fetched | FetchError, now: datetime
+    config: Config,
+    deps: Deps,
+    source: SourceConfig,
+    state: SourceState,
+    got: Fetched | FetchError,
+    now: datetime,
+    parsed: tuple[list[Entry], list[str], list[str]] | None = None,
 ) -> SourceResult:
-    """Parse and store one remote result and update the source's health. Never raises."""
+    """Store one remote result (parsing it unless `parsed` is given) and update the source's health."""
     policy = _health_policy(config, source)
     if isinstance(got, FetchError):
         hops = getattr(got, "redirects", ())
@@ -190,7 +204,7 @@ def _record_remote(
             )
         )
         return SourceResult(source.name, not_modified=True, unchanged=state.entry_count, moved_to=moved)
-    entries, warnings, bad = _entries_from_docs(config, source, [got], now)
+    entries, warnings, bad = parsed if parsed is not None else parse_fetched(config, source, got, now)
     if bad:
         return _remote_failure(deps, source, state, policy, now, bad[0], moved=moved)
     for w in warnings:
@@ -270,9 +284,19 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
             done(SourceResult(source.name, failed=True, error=str(exc)))
     # Sources that failed last time start first, so their possible deadlines overlap healthy fetches.
     remote.sort(key=lambda job: -job[1].consecutive_failures)
-    for i, got in deps.fetcher.fetch_iter(remote):
-        source, state = remote[i]
-        done(_record_remote(config, deps, source, state, got, now))
+    # Parsing is CPU work per document: a big refresh hands the fetched bytes to worker processes
+    # (feedparser is single-threaded) and stores each result here as it comes back: one writer.
+    with DocPool(config, parse_fetched, jobs=len(remote)) as pool:
+        for i, got in deps.fetcher.fetch_iter(remote):
+            source, state = remote[i]
+            if isinstance(got, Fetched) and got.content is not None:
+                pool.submit((source, state, got), source, got, now)
+            else:
+                done(_record_remote(config, deps, source, state, got, now))
+            for (src, st, doc), parsed in pool.drain():
+                done(_record_remote(config, deps, src, st, doc, now, parsed))
+        for (src, st, doc), parsed in pool.drain(block=True):
+            done(_record_remote(config, deps, src, st, doc, now, parsed))
     stories = rebuild_stories(config, deps)
     outputs = publish_all(config, stories)
     ordered = tuple(results[s.name] for s in config.sources if s.name in results)

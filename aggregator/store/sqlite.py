@@ -6,6 +6,7 @@ transaction, so a killed process leaves either the old or the new state, never h
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -81,6 +82,11 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # Per-source entry counts are read for every source on every refresh: without this index each
+    # count scans the whole table (2,000 sources x 100k entries).
+    """
+    CREATE INDEX IF NOT EXISTS entries_source ON entries(source);
+    """,
 ]
 
 
@@ -125,27 +131,43 @@ class SQLiteStore:
 
     # -- entries ----------------------------------------------------------------------------
     def upsert_entries(self, entries: Iterable[Entry], now: datetime) -> list[tuple[Entry, UpsertResult]]:
-        """Insert new entries, update changed ones (same id), keep first_seen. One transaction."""
+        """Insert new entries, update changed ones (same id), keep first_seen. One transaction.
+
+        Batched (one SELECT per 500 ids, executemany for the writes): a feed's 50 entries cost
+        three statements, not a hundred round trips.
+        """
+        items = list(entries)
+        stamp = now.isoformat()
         out: list[tuple[Entry, UpsertResult]] = []
+        inserts: list[tuple[str, str, str, str, str | None, str, str]] = []
+        updates: list[tuple[str, str, str | None, str, str]] = []
         with self.transaction():
-            for e in entries:
+            stored: dict[str, tuple[str, str]] = {}
+            ids = list(dict.fromkeys(e.id for e in items))
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                sql = f"SELECT id, payload, first_seen FROM entries WHERE id IN ({','.join('?' * len(chunk))})"
+                stored.update((r[0], (r[1], r[2])) for r in self.db.execute(sql, chunk))
+            for e in items:
                 payload = entry_to_json(e)
-                row = self.db.execute("SELECT payload, first_seen FROM entries WHERE id=?", (e.id,)).fetchone()
+                row = stored.get(e.id)
+                stored[e.id] = (payload, row[1] if row else stamp)  # the same id again compares to this copy
                 if row is None:
-                    self.db.execute(
-                        "INSERT INTO entries(id, source, payload, content_hash, canonical_url, first_seen, last_changed)"
-                        " VALUES (?,?,?,?,?,?,?)",
-                        (e.id, e.source, payload, e.content_hash, e.canonical_url, now.isoformat(), now.isoformat()),
-                    )
-                    out.append((entry_from_json(payload, now.isoformat()), "new"))
+                    inserts.append((e.id, e.source, payload, e.content_hash, e.canonical_url, stamp, stamp))
+                    out.append((dataclasses.replace(e, first_seen=now), "new"))
                 elif row[0] == payload:
-                    out.append((entry_from_json(payload, row[1]), "unchanged"))
+                    out.append((dataclasses.replace(e, first_seen=_dt(row[1])), "unchanged"))
                 else:
-                    self.db.execute(
-                        "UPDATE entries SET payload=?, content_hash=?, canonical_url=?, last_changed=? WHERE id=?",
-                        (payload, e.content_hash, e.canonical_url, now.isoformat(), e.id),
-                    )
-                    out.append((entry_from_json(payload, row[1]), "updated"))
+                    updates.append((payload, e.content_hash, e.canonical_url, stamp, e.id))
+                    out.append((dataclasses.replace(e, first_seen=_dt(row[1])), "updated"))
+            self.db.executemany(
+                "INSERT INTO entries(id, source, payload, content_hash, canonical_url, first_seen, last_changed)"
+                " VALUES (?,?,?,?,?,?,?)",
+                inserts,
+            )
+            self.db.executemany(
+                "UPDATE entries SET payload=?, content_hash=?, canonical_url=?, last_changed=? WHERE id=?", updates
+            )
         return out
 
     def get_entry(self, entry_id: str) -> Entry | None:
