@@ -132,7 +132,7 @@ RULES: tuple[Rule, ...] = (
     # Government and archive pages list document fields above the title: "索引号：...", "发布机构：...".
     _r(
         "document field",
-        r"^[\u4e00-\u9fff]{1,5}(?:号|机构|机关|单位|分类|类别|日期|时间|有效性|主题词|文号|字号)\s*[:：]",
+        r"^[\u4e00-\u9fff]{1,5}(?:号|机构|机关|单位|分类|类别|日期|时间|有效性|主题词|文号|字号)\s*[:：]\s*\S",
     ),
     _r("press release banner", r"^(?:for immediate release|news release|press release|新闻稿|通稿)\s*[:：]?$"),
     # "Posted 3 hours ago" / "2小时前": a time relative to an unknown moment is no date at all.

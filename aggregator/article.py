@@ -480,7 +480,8 @@ def extract_article(
         if title_norm and n.startswith(title_norm) and len(n) - len(title_norm) <= 30 and _TITLE_SITE_SEP.search(s):
             dropped.append((ln.text, "repeated title with site name"))
             continue
-        if not kept and not is_prose(s) and len(_WORD.findall(s)) < 4 and cjk_count(s) < 10:
+        lead_in = s.endswith((":", "："))  # "各有关单位：" opens a notice
+        if not kept and not lead_in and not is_prose(s) and len(_WORD.findall(s)) < 4 and cjk_count(s) < 10:
             dropped.append((ln.text, "short line between title and body"))
             continue
         if n in seen:
