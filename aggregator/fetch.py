@@ -6,7 +6,7 @@ How a request is bounded (each a `fetch:` key):
 - `connect_timeout`: per TCP connect;
 - `max_bytes`: the *decoded* body size, counted while decompressing (see _body.py);
 - at most 5 redirects, http/https only, loops detected;
-- `concurrency` requests in flight at once (a request stalled past min(connect_timeout, timeout/2)
+- `concurrency` requests in flight at once (a request still running after SLOW_AFTER seconds
   hands its slot on, see _Lease), at most `per_host` to one host name;
 - the SSRF guard (_netguard.py) checks every resolved address at connect time, redirect hops too.
 
@@ -40,6 +40,9 @@ ACCEPT = (
     " application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
 MAX_REDIRECTS = 5
+# A feed request to a working server is done in well under this (typically 0.1-1 s); one still
+# running is probably stalled and stops holding a concurrency slot (see _Lease).
+SLOW_AFTER = 2.0
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 Job = tuple[SourceConfig, SourceState]
@@ -147,7 +150,7 @@ class _Run:
     @property
     def slow_after(self) -> float:
         """After this long a request gives its global slot back (see _Lease)."""
-        return min(self.config.connect_timeout, self.config.timeout / 2)
+        return min(SLOW_AFTER, self.config.timeout / 4)
 
     async def _bounded_get(self, source: SourceConfig, state: SourceState) -> Fetched | FetchError:
         try:
