@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from . import health
+from . import _publish_stamp, health
 from ._parallel import DocPool
 from .config import Config, DigestConfig, SourceConfig
 from .dedupe import DEDUPE_STATE_KEY, Clustering, Signature, cluster, fingerprint, signature_horizon
@@ -297,10 +297,15 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
                 done(_record_remote(config, deps, src, st, doc, now, parsed))
         for (src, st, doc), parsed in pool.drain(block=True):
             done(_record_remote(config, deps, src, st, doc, now, parsed))
-    stories = rebuild_stories(config, deps)
-    outputs = publish_all(config, stories)
+    # Nothing new since the last publish (the usual unchanged re-poll): the outputs are current.
+    kept = None if force else _publish_stamp.unchanged(config, deps.store)
+    if kept is not None:
+        outputs = kept
+    else:
+        outputs = [str(p) for p in publish_all(config, rebuild_stories(config, deps))]
+        _publish_stamp.remember(config, deps.store, outputs)
     ordered = tuple(results[s.name] for s in config.sources if s.name in results)
-    return RunReport(results=ordered, outputs=tuple(str(p) for p in outputs))
+    return RunReport(results=ordered, outputs=tuple(outputs))
 
 
 def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None) -> Clustering:

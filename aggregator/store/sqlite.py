@@ -196,6 +196,12 @@ class SQLiteStore:
     def count_entries(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
+    def change_marker(self) -> str:
+        """A string that changes whenever an entry or a story link is added, changed or removed."""
+        entries = self.db.execute("SELECT COUNT(*), MAX(last_changed), TOTAL(LENGTH(id)) FROM entries").fetchone()
+        links = self.db.execute("SELECT COUNT(*), TOTAL(LENGTH(story_id) + score) FROM story_links").fetchone()
+        return f"{entries[0]}|{entries[1]}|{entries[2]}|{links[0]}|{links[1]}"
+
     # -- sources ----------------------------------------------------------------------------
     def get_source_state(self, name: str) -> SourceState:
         row = self.db.execute(
