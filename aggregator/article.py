@@ -31,64 +31,30 @@ from ._boilerplate import (
 )
 from ._dates import LABEL_RE as DATE_LABEL
 from ._dates import LONG_LINE, FoundDate, find_date, mostly_date, parse_date_text
+from ._lines import (
+    CJK,
+    TERMINAL,
+    WORD,
+    cjk_count,
+    is_headline,
+    is_prose,
+    language_of,
+    norm_key,
+    prepare_lines,
+    title_case_share,
+)
+from ._site import TITLE_SITE_SEP, domain_of, site_name_of
 from .types import DatePrecision
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
-_WORD = re.compile(r"[A-Za-z0-9][\w'’.-]*")
-_ODD_SPACE = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t]")
-_ZERO_WIDTH = re.compile(r"[\u200b-\u200d\u2060\ufeff\u00ad]")
-_BULLET = re.compile(r"^(?:[•·●○◆◇■□▪▫►▶➤»◎★☆]|[-*>+](?=\s))\s*")
-_TERMINAL = tuple(".!?。！？…")
-_CLOSERS = "\"'”’」』）)]】"
 _QUOTES = {"“": "”", '"': '"', "‘": "’", "'": "'", "「": "」", "『": "』", "《": "》"}
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
-_TAG = re.compile(r"<[^<>]{0,200}>")
 _TITLE_LABEL = re.compile(r"^(?:title|headline|标题|题目)\s*[:：]\s*", re.I)
 _NAME_LIKE = re.compile(
     r"^[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|in|&)){0,9}$"
 )
+
 _PICTURE_LABELS = {"photo", "photos", "image", "images", "图", "图片", "摄", "摄影", "photo by", "photos by"}
 _NO_COLON_OK = {"by", "记者", "通讯员", "文/图", "图/文", "摄", "文", "本报记者", "本报通讯员", "特约记者", "见习记者"}
-# A domain as pages print it (footer, banner); the TLD list keeps "Ave.,Ganzhou.Jiangxi" out.
-_DOMAIN = re.compile(
-    r"(?<![@\w.-])(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
-    r"(?:com|cn|org|net|edu|gov|int|info|io|news|co|uk|us|de|fr|jp|kr|hk|tw|mo|sg|au|ca|in|ru|eu|biz|mil|ac|top|xyz|site|online))"
-    r"(?![\w-])",
-    re.I,
-)
-_COPYRIGHT_LEAD = re.compile(
-    r"^.*?(?:copyright|版权所有|©|\(c\))\s*(?:[:：]\s*)?(?:©|\(c\))?\s*(?:\d{4}(?:\s*[-–—~]\s*\d{4})?\s*[,，]?)?\s*",
-    re.I,
-)
-_COPYRIGHT_STOP = re.compile(
-    r"\s*(?:all rights reserved|版权所有|保留所有权利|\.(?=\s|$)|[。|｜,，;；]|\s{2,}|\d{4}|地址|address|电话|tel\b|icp|"
-    r"(?<![@\w.-])(?:https?://)?[a-z0-9-]+\.[a-z0-9.-]+\.[a-z]{2,}).*$",
-    re.I,
-)
-_SITE_IN_TEXT = [
-    # "Please indicate the source for reprinting: Alloy Wiki, thanks"
-    re.compile(r"source for reprinting\s*[:：]\s*(?P<site>[^,，.。\n]{2,60})", re.I),
-    re.compile(r"转载请注明(?:来源|出处)\s*[:：]\s*(?P<site>[^,，.。;；\n]{2,40})"),
-    # "News and events from USTB about research, ..."
-    re.compile(
-        r"^(?:news|stories|updates|the latest news)(?: and \w+)? (?:from|of) (?P<site>[A-Z][\w&.'’ -]{1,60}?) (?:about|on|for|covering)\b",
-        re.I,
-    ),
-    re.compile(r"^welcome to (?:the )?(?P<site>[A-Z][\w&.'’ -]{2,60}?)(?:[!.。]|$)", re.I),
-    re.compile(r"^(?:[(（][^)）]{0,12}[)）])?(?P<site>[\u4e00-\u9fff]{2,30}(?:新闻网|新闻中心|官方网站|官网))$"),
-]
-_TITLE_SITE_SEP = re.compile(r"\s+[-–—|｜]\s+|\s*[_｜]\s*")
-
-PROSE_WORDS = 20  # an English line this long is a paragraph, whatever its punctuation
-PROSE_WORDS_PUNCT = 8  # ...or this long and ending like a sentence
-PROSE_CJK = 40
-PROSE_CJK_PUNCT = 15
-TITLE_SCAN_LINES = 60
-WRAP_MIN, WRAP_MAX = (
-    55,
-    100,
-)  # line widths of text wrapped at a fixed column (72, 76, 80...)  # titles sit near the top; mid-body headings must not compete
+TITLE_SCAN_LINES = 60  # titles sit near the top; mid-body headings must not compete
 
 
 @dataclass(frozen=True)
@@ -117,99 +83,6 @@ class _Line:
     label: str = ""
 
 
-def cjk_count(s: str) -> int:
-    return len(_CJK.findall(s))
-
-
-def language_of(text: str) -> str:
-    """'zh' when Chinese characters outnumber English words, else 'en'."""
-    sample = text[:20000]
-    return "zh" if cjk_count(sample) > len(_LATIN_WORD.findall(sample)) else "en"
-
-
-def is_prose(s: str) -> bool:
-    """A line that reads as a body paragraph rather than a heading, menu or label."""
-    c = cjk_count(s)
-    end = s.rstrip(_CLOSERS)
-    if c and c >= len(_LATIN_WORD.findall(s)):
-        return c >= PROSE_CJK or (c >= PROSE_CJK_PUNCT and end.endswith(_TERMINAL))
-    words = len(_WORD.findall(s))
-    return words >= PROSE_WORDS or (words >= PROSE_WORDS_PUNCT and end.endswith(_TERMINAL))
-
-
-def is_headline(s: str) -> bool:
-    """A line shaped like a news headline (EN or ZH)."""
-    if len(s) > 250 or s.endswith((",", "，", "、", ":", "：", ";", "；")):
-        return False
-    c = cjk_count(s)
-    words = len(_WORD.findall(s))
-    if c >= 4 and c >= words:
-        return 5 <= len(s) <= 100 and not s.endswith("。")
-    if not 3 <= words <= 40:
-        return False
-    # Markup in a title is text, but its look must not decide: judge the visible words.
-    visible = _TAG.sub(" ", _SCRIPT.sub(" ", s)).strip(" \"'“‘「《([")
-    first = next((ch for ch in visible if ch.isalnum()), "")
-    alpha = _LATIN_WORD.findall(visible)
-    capitalised = sum(w[0].isupper() for w in alpha)
-    if not first or (first.isalpha() and not first.isupper() and capitalised * 2 < len(alpha)):
-        return False
-    end = s.rstrip(_CLOSERS)
-    return not end.endswith(".") or end.endswith(("..", "Co.", "Ltd.", "Inc.", "U.S.", "Corp."))
-
-
-def _clean_line(raw: str) -> str:
-    s = _ZERO_WIDTH.sub("", _ODD_SPACE.sub(" ", raw)).strip()
-    prev = None
-    while prev != s:
-        prev, s = s, _BULLET.sub("", s).strip()
-    return s
-
-
-def _joins(prev: str, nxt: str) -> bool:
-    """A scraper hard-wrapped one sentence over two lines."""
-    if prev.endswith(("，", "、")) and _CJK.match(nxt):
-        return True
-    if not nxt[:1].islower() or not nxt[:1].isascii():
-        return False
-    return prev.endswith(",") or (prev[-1:].islower() and len(prev) >= 40)
-
-
-def _hard_wrapped(block: list[str]) -> bool:
-    """A blank-line-separated block whose lines were cut at a fixed width (e-mail style)."""
-    if len(block) < 2 or any(classify_boilerplate(s) for s in block):
-        return False
-    body = block[:-1]
-    if all(cjk_count(s) * 2 > len(s) for s in block):
-        return min(map(len, body)) >= 15 and max(map(len, body)) - min(map(len, body)) <= 3
-    return all(WRAP_MIN <= len(s) <= WRAP_MAX for s in body) and len(block[-1]) <= WRAP_MAX
-
-
-def _prepare(text: str) -> list[str]:
-    blocks: list[list[str]] = [[]]
-    for raw in text.split("\n"):
-        s = _clean_line(raw)
-        if s:
-            blocks[-1].append(s)
-        elif blocks[-1]:
-            blocks.append([])
-    lines: list[str] = []
-    for block in blocks:
-        if _hard_wrapped(block):
-            cjk = cjk_count(block[0]) * 2 > len(block[0])
-            lines.append(("" if cjk else " ").join(block))
-        else:
-            lines.extend(block)
-    out: list[str] = []
-    for s in lines:
-        if out and _joins(out[-1], s) and classify_boilerplate(out[-1]) is None:
-            sep = "" if _CJK.match(s) else " "
-            out[-1] = out[-1] + sep + s
-        else:
-            out.append(s)
-    return out
-
-
 def _byline(segment: str) -> str | None:
     """'Editor: Sun Lirong' -> the byline as the page writes it, or None."""
     if len(segment) > 80:
@@ -221,8 +94,8 @@ def _byline(segment: str) -> str | None:
     colon = m.group("colon").strip()
     if not who or len(who) > 60 or re.search(r"\d{4}", who):
         return None
-    if not _CJK.search(who):
-        words = len(_WORD.findall(who))
+    if not CJK.search(who):
+        words = len(WORD.findall(who))
         # A caption ("Photo: The new tanks. (Photo by ...)") is not a credit: credits are short names.
         if words > (5 if label.lower() in _PICTURE_LABELS else 10) or re.search(r"\b[a-z]{3,}[.!?]\s+\S", who):
             return None
@@ -231,14 +104,14 @@ def _byline(segment: str) -> str | None:
     if not colon:
         if label.lower() not in _NO_COLON_OK and not label.lower().endswith(" by"):
             return None
-        if _CJK.search(who):
+        if CJK.search(who):
             if len(who) > 20:
                 return None
         elif not _NAME_LIKE.match(who.rstrip(".")):
             return None
     if label.lower().endswith("by") and not colon:
         return f"{label} {who}"
-    return f"{label}{'：' if _CJK.search(label) else ': '}{who}"
+    return f"{label}{'：' if CJK.search(label) else ': '}{who}"
 
 
 def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
@@ -263,7 +136,7 @@ def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
         rule = classify_boilerplate(p)
         if rule and rule.name in ("view counter", "font size bar", "close/print bar", "relative time"):
             continue
-        if len(parts) >= 3 and unknown == 0 and len(_WORD.findall(p)) <= 4 and cjk_count(p) <= 12:
+        if len(parts) >= 3 and unknown == 0 and len(WORD.findall(p)) <= 4 and cjk_count(p) <= 12:
             unknown += 1
             continue
         return _whole_line_date(line)
@@ -291,7 +164,7 @@ def _classify(lines: list[str], extra: tuple[re.Pattern[str], ...]) -> list[_Lin
             if nxt and len(nxt.text) <= 80 and not LABEL_ONLY.match(nxt.text) and not is_prose(nxt.text):
                 nxt.kind, nxt.label = "value", ln.label
                 if ln.label in AUTHOR_LABELS:
-                    nxt.authors = (f"{m.group('label')}{'：' if _CJK.search(m.group('label')) else ': '}{nxt.text}",)
+                    nxt.authors = (f"{m.group('label')}{'：' if CJK.search(m.group('label')) else ': '}{nxt.text}",)
             continue
         if len(s) <= LONG_LINE:
             fields = _metadata_fields(s)
@@ -312,10 +185,6 @@ def _classify(lines: list[str], extra: tuple[re.Pattern[str], ...]) -> list[_Lin
     return out
 
 
-def _norm(s: str) -> str:
-    return re.sub(r"[\W_]+", "", s).lower()
-
-
 def _strip_title(s: str) -> str:
     s = _TITLE_LABEL.sub("", s).strip()
     if len(s) > 2 and s[0] in _QUOTES and s[-1] == _QUOTES[s[0]] and s.count(s[0]) <= 2:
@@ -326,7 +195,7 @@ def _strip_title(s: str) -> str:
 def _choose_title(lines: list[_Line]) -> int | None:
     prose_idx = [i for i, ln in enumerate(lines) if ln.kind == "text" and is_prose(ln.text)]
     limit = min(len(lines), TITLE_SCAN_LINES, prose_idx[1] if len(prose_idx) > 1 else len(lines))
-    norms = [_norm(ln.text) for ln in lines]
+    norms = [norm_key(ln.text) for ln in lines]
     best: tuple[int, int] | None = None  # (rank, -index)
     fallback_near_date: int | None = None
     first_candidate: int | None = None
@@ -370,15 +239,10 @@ def _choose_title(lines: list[_Line]) -> int | None:
     # Last resort (a lowercase or oddly shaped title): the first short line right above the body.
     for i in range(min(limit, prose_idx[0] if prose_idx else limit)):
         s = lines[i].text
-        shaped = lines[i].kind == "text" and not is_prose(s) and len(s) <= 200 and not s.endswith(_TERMINAL)
-        if shaped and (len(_WORD.findall(s)) >= 3 or cjk_count(s) >= 5) and not parse_date_text(s, UTC):
+        shaped = lines[i].kind == "text" and not is_prose(s) and len(s) <= 200 and not s.endswith(TERMINAL)
+        if shaped and (len(WORD.findall(s)) >= 3 or cjk_count(s) >= 5) and not parse_date_text(s, UTC):
             return i
     return None
-
-
-def _title_case_share(s: str) -> float:
-    words = [w for w in _LATIN_WORD.findall(s) if len(w) > 3]  # "of", "and", "the" are lowercase in titles
-    return sum(w[0].isupper() for w in words) / len(words) if words else 0.0
 
 
 def _before_deck(lines: list[_Line], i: int) -> int:
@@ -388,55 +252,9 @@ def _before_deck(lines: list[_Line], i: int) -> int:
         j -= 1
     if j < 0 or lines[j].kind != "text" or not is_headline(lines[j].text) or cjk_count(lines[i].text):
         return i
-    if _title_case_share(lines[j].text) >= 0.6 and _title_case_share(lines[i].text) < 0.4:
+    if title_case_share(lines[j].text) >= 0.6 and title_case_share(lines[i].text) < 0.4:
         return j
     return i
-
-
-def _site_from_copyright(line: str) -> str | None:
-    rest = _COPYRIGHT_LEAD.sub("", line, count=1)
-    rest = _COPYRIGHT_STOP.sub("", rest).strip(" :：-–—©")
-    if not rest and "版权所有" in line:
-        before = line.split("版权所有")[0]
-        rest = re.sub(r"^.*?(?:copyright|©)\s*[:：]?\s*(?:\d{4}\s*)?", "", before, flags=re.I).strip(" :：-–—©|")
-    if 2 <= len(rest) <= 80 and not rest.isdigit():
-        return rest
-    return None
-
-
-def _site(lines: list[_Line], title: str | None) -> str | None:
-    for ln in lines:
-        if ln.reason == "copyright line":
-            site = _site_from_copyright(ln.text)
-            if site:
-                return site
-    for ln in lines:
-        for pat in _SITE_IN_TEXT[:2]:
-            m = pat.search(ln.text)
-            if m:
-                return m.group("site").strip(" .,:：")
-    if title:
-        nt = _norm(title)
-        for ln in lines:
-            parts = _TITLE_SITE_SEP.split(ln.text)
-            if len(parts) >= 2 and _norm(parts[0]) == nt and 2 <= len(parts[-1]) <= 60:
-                return parts[-1].strip()
-    for ln in lines[:TITLE_SCAN_LINES]:
-        for pat in _SITE_IN_TEXT[2:]:
-            m = pat.search(ln.text)
-            if m:
-                return m.group("site").strip(" .,:：")
-    return None
-
-
-def _domain(lines: list[_Line]) -> str | None:
-    ordered = [ln for ln in lines if ln.reason == "copyright line"]
-    ordered += [ln for ln in lines if ln.kind == "boiler" and ln.reason != "copyright line"]
-    for ln in ordered:
-        m = _DOMAIN.search(ln.text)
-        if m:
-            return m.group(1).lower()
-    return None
 
 
 def extract_article(
@@ -444,12 +262,12 @@ def extract_article(
 ) -> ArticleFields:
     """Extract title, date, authors, site and clean paragraphs from a plain-text news page."""
     extra = tuple(re.compile(p, re.I) for p in extra_boilerplate)
-    lines = _classify(_prepare(text.replace("\r\n", "\n").replace("\r", "\n")), extra)
+    lines = _classify(prepare_lines(text.replace("\r\n", "\n").replace("\r", "\n")), extra)
     dropped: list[tuple[str, str]] = []
 
     t = _choose_title(lines)
     title = _strip_title(lines[t].text) if t is not None else None
-    title_norm = _norm(title) if title else ""
+    title_norm = norm_key(title) if title else ""
     for ln in lines[: t or 0]:
         dropped.append((ln.text, "page header"))
 
@@ -470,18 +288,18 @@ def extract_article(
             dropped.append((ln.text, "page footer"))
             continue
         s = IMAGE_NAME.sub("", ln.text).strip()
-        n = _norm(s)
+        n = norm_key(s)
         if not n:
             dropped.append((ln.text, "image file name"))
             continue
         if n == title_norm:
             dropped.append((ln.text, "repeated title"))
             continue
-        if title_norm and n.startswith(title_norm) and len(n) - len(title_norm) <= 30 and _TITLE_SITE_SEP.search(s):
+        if title_norm and n.startswith(title_norm) and len(n) - len(title_norm) <= 30 and TITLE_SITE_SEP.search(s):
             dropped.append((ln.text, "repeated title with site name"))
             continue
         lead_in = s.endswith((":", "："))  # "各有关单位：" opens a notice
-        if not kept and not lead_in and not is_prose(s) and len(_WORD.findall(s)) < 4 and cjk_count(s) < 10:
+        if not kept and not lead_in and not is_prose(s) and len(WORD.findall(s)) < 4 and cjk_count(s) < 10:
             dropped.append((ln.text, "short line between title and body"))
             continue
         if n in seen:
@@ -527,8 +345,8 @@ def extract_article(
         precision=found.precision,
         provenance=found.provenance,
         authors=tuple(authors),
-        site_name=_site(lines, title),
-        site_domain=_domain(lines),
+        site_name=site_name_of([ln.text for ln in lines], [ln.reason for ln in lines], title),
+        site_domain=domain_of([ln.text for ln in lines], [ln.reason if ln.kind == "boiler" else "" for ln in lines]),
         language=language_of(article_text),
         dropped=tuple(dropped),
     )
