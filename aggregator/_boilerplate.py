@@ -16,6 +16,8 @@ MAX_BOILERPLATE_LINE = 600
 
 @dataclass(frozen=True)
 class Rule:
+    """A named line pattern; `footer` rules end the article body."""
+
     name: str
     pattern: re.Pattern[str]
     footer: bool  # a line of this kind after the body starts the footer

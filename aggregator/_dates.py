@@ -102,6 +102,8 @@ LONG_LINE = 400  # only the start of a line is searched: dates sit at the start 
 
 @dataclass(frozen=True)
 class ParsedDate:
+    """One explicit date read from text."""
+
     value: datetime  # aware UTC
     precision: DatePrecision
     matched: str  # the text that was read as a date

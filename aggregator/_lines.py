@@ -28,6 +28,7 @@ WRAP_MIN, WRAP_MAX = 55, 100  # line widths of text wrapped at a fixed column (7
 
 
 def cjk_count(s: str) -> int:
+    """Number of Chinese characters in a string."""
     return len(CJK.findall(s))
 
 
@@ -96,6 +97,7 @@ def _hard_wrapped(block: list[str]) -> bool:
 
 
 def prepare_lines(text: str) -> list[str]:
+    """Non-empty cleaned lines of a page, hard-wrapped sentences re-joined."""
     blocks: list[list[str]] = [[]]
     for raw in text.split("\n"):
         s = _clean_line(raw)
@@ -121,9 +123,11 @@ def prepare_lines(text: str) -> list[str]:
 
 
 def norm_key(s: str) -> str:
+    """A comparison key: letters and digits only, lowercased (for repeated-title checks)."""
     return re.sub(r"[\W_]+", "", s).lower()
 
 
 def title_case_share(s: str) -> float:
+    """Share of the longer English words that are capitalised (1.0 for Title Case)."""
     words = [w for w in LATIN_WORD.findall(s) if len(w) > 3]  # "of", "and", "the" are lowercase in titles
     return sum(w[0].isupper() for w in words) / len(words) if words else 0.0
