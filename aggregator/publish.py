@@ -224,7 +224,7 @@ def select_window(config: Config, stories: Sequence[Story]) -> list[Story]:
 class _ProvenanceExtension(BaseEntryExtension):  # type: ignore[misc]
     """Adds what feedgen cannot: full atom:source, the entry's xml:lang, title type="text", and
     the entry links (feedgen 1.0 drops rel, type and title of entry links: its loop variable
-    shadows the link dict with the new element)."""
+    shadows the link dict with the new element; upstream python-feedgen issue #135)."""
 
     def __init__(self) -> None:
         self.source: SourceInfo | None = None
