@@ -446,12 +446,19 @@ def test_sources_command_shows_health(feeds: Feeds, write_config: Callable[..., 
     assert "local" in lines["seeds"]
 
 
-def test_cli_refresh_prints_plain_progress_lines(feeds: Feeds, write_config: Callable[..., Config]) -> None:
-    feeds.ok("/a.xml", rss("a"))
+def test_cli_refresh_prints_plain_progress_lines_and_force_refetches(
+    feeds: Feeds, write_config: Callable[..., Config]
+) -> None:
+    feeds.ok("/a.xml", rss("a"), {"Cache-Control": "max-age=3600"})
     cfg = write_config(sources=[{"name": "a", "url": feeds.url("/a.xml")}], fetch=fetch_cfg())
-    r = CliRunner().invoke(main, ["-c", cfg.config_path, "refresh"])
+    runner = CliRunner()
+    r = runner.invoke(main, ["-c", cfg.config_path, "refresh"])
     assert r.exit_code == 0, r.output
-    assert "[1/1] a: 2 new" in r.output
+    assert "[1/1] a: 2 new, 0 updated; ok" in r.output  # not a terminal: one plain line per source
+    r = runner.invoke(main, ["-c", cfg.config_path, "refresh"])
+    assert "not due until" in r.output and len(feeds.hits("/a.xml")) == 1
+    r = runner.invoke(main, ["-c", cfg.config_path, "refresh", "--force"])
+    assert r.exit_code == 0 and len(feeds.hits("/a.xml")) == 2
 
 
 def test_user_agent_from_config(feeds: Feeds, tmp_path: Path) -> None:
