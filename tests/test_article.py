@@ -171,3 +171,20 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def test_repeated_paragraphs_and_titles_are_kept_once() -> None:
+    e = extract(ARTICLES / "p08_dup_paragraphs.txt")
+    assert e.content_text.count("recovers terbium from phosphor waste") == 1
+    e = extract(ARTICLES / "k07_breadcrumb_title.txt")
+    assert "Lab Wins Award for Magnet Research" not in e.content_text
+
+
+def test_dropped_lines_say_why() -> None:
+    text = (ARTICLES / "seed_000.txt").read_text(encoding="utf-8")
+    f = extract_article(text, tz=TZ, fetched_at=FETCHED_AT)
+    reasons = {line.split()[0]: why for line, why in f.dropped}
+    assert reasons["上一条:"] == "prev/next link"
+    assert reasons["关闭"] == "close/print bar"
+    assert reasons["Copyright:©"] == "copyright line"
+    assert reasons["HOME"] == "page header"
