@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import feedparser
 import lxml.html
-import pytest
 from lxml import etree
 from pytest_httpserver import HTTPServer
 
@@ -473,11 +472,6 @@ def _remote_feed(n: int, updated: str) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store: an entry's stored FeedMeta follows its feed's <updated>, so every entry of that feed "
-    "is 'updated' and its atom:source/updated changes when one item is added (see issue-7 note)",
-)
 def test_adding_one_item_to_a_remote_feed_changes_only_that_entry_end_to_end(
     write_config: Callable[..., Config], deps: Deps, clock: Clock, httpserver: HTTPServer
 ) -> None:

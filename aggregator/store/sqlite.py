@@ -7,6 +7,7 @@ transaction, so a killed process leaves either the old or the new state, never h
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -149,8 +150,10 @@ class SQLiteStore:
                 sql = f"SELECT id, payload, first_seen FROM entries WHERE id IN ({','.join('?' * len(chunk))})"
                 stored.update((r[0], (r[1], r[2])) for r in self.db.execute(sql, chunk))
             for e in items:
-                payload = entry_to_json(e)
                 row = stored.get(e.id)
+                if row is not None and e.feed.updated is not None:
+                    e = _keep_source_updated(e, row[0])
+                payload = entry_to_json(e)
                 stored[e.id] = (payload, row[1] if row else stamp)  # the same id again compares to this copy
                 if row is None:
                     inserts.append((e.id, e.source, payload, e.content_hash, e.canonical_url, stamp, stamp))
@@ -284,6 +287,22 @@ class SQLiteStore:
     def set_dedupe_state(self, key: str, value: str) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO dedupe_state(key, value) VALUES (?,?)", (key, value))
+
+
+def _keep_source_updated(entry: Entry, stored_payload: str) -> Entry:
+    """Keep the origin feed's `updated` as it was when the entry was first stored.
+
+    A feed's <updated> moves whenever any item is added; copying it onto every stored entry
+    would mark them all changed and re-date their atom:source, so readers re-fetch items that
+    did not change. The value is the feed's state when this entry was copied (as in RFC 4287's
+    atom:source), refreshed only when the entry itself changes.
+    """
+    before = json.loads(stored_payload).get("feed") or {}
+    if before.get("id") != entry.feed.id or not before.get("updated"):
+        return entry
+    frozen = dataclasses.replace(entry, feed=dataclasses.replace(entry.feed, updated=_dt(before["updated"])))
+    # Only freeze when nothing else changed; a changed entry carries the feed's current state.
+    return frozen if entry_to_json(frozen) == stored_payload else entry
 
 
 class _Tx:
