@@ -377,32 +377,36 @@ def _compiled(key: str, rule: TopicRule) -> CompiledRule:
 
 
 def _add(
-    out: list[tuple[str, float]], title: Mapping[str, int], body: Mapping[str, int], c: CompiledRule, sign: int
+    out: list[tuple[str, float]] | None,
+    title: Mapping[str, int],
+    body: Mapping[str, int],
+    c: CompiledRule,
+    sign: int,
 ) -> float:
-    """Append (term, contribution) for every term found; return their sum."""
+    """Sum the contributions of the terms found; list them in `out` when details are wanted."""
     tw, weights, total = c.rule.title_weight, c.weights, 0.0
     for term in sorted(title.keys() | body.keys()):  # sorted: float sums in a fixed order
         value = weights[term] * (tw * (1 if title.get(term) else 0) + min(body.get(term, 0), BODY_CAP))
-        out.append((term, sign * round(value, 3)))
+        if out is not None:
+            out.append((term, sign * round(value, 3)))
         total += value
     return total
 
 
-def score_compiled(c: CompiledRule, title: str | Prepared, body: str | Prepared) -> TopicScore:
-    """Score one text (title and plain-text body) against one compiled topic rule."""
-    t = title if isinstance(title, Prepared) else Prepared.of(title)
-    b = body if isinstance(body, Prepared) else Prepared.of(body)
+def _evaluate(
+    c: CompiledRule, t: Prepared, b: Prepared, matched: list[tuple[str, float]] | None
+) -> tuple[float, str | None, str | None]:
+    """(score, vetoing term, first missing require group); fills `matched` if given."""
     rule = c.rule
-    matched: list[tuple[str, float]] = []
     total = _add(matched, c.terms.counts(t), c.terms.counts(b), c, 1)
     for rx in c.regexes:
         in_title = 1 if rx.search(t) else 0
         in_body = min(rx.count(b), BODY_CAP)
         if in_title or in_body:
             value = rx.weight * (rule.title_weight * in_title + in_body)
-            matched.append((rx.label, round(value, 3)))
+            if matched is not None:
+                matched.append((rx.label, round(value, 3)))
             total += value
-
     excluded_by = None
     if c.exclude:
         ex_title, ex_body = c.exclude.counts(t), c.exclude.counts(b)
@@ -415,19 +419,35 @@ def score_compiled(c: CompiledRule, title: str | Prepared, body: str | Prepared)
             c,
             -1,
         )
-    if len(matched) > 1:
-        matched.sort(key=lambda tv: (-abs(tv[1]), tv[0]))
     total = round(total, 3)
+    missing = None
+    if excluded_by is None and total >= rule.min_score:  # the require groups only matter then
+        missing = next((name for name, group in c.require if group.first(t, b) is None), None)
+    return total, excluded_by, missing
 
+
+def _is_assigned(c: CompiledRule, t: Prepared, b: Prepared) -> bool:
+    total, excluded_by, missing = _evaluate(c, t, b, None)
+    return excluded_by is None and missing is None and total >= c.rule.min_score
+
+
+def score_compiled(c: CompiledRule, title: str | Prepared, body: str | Prepared) -> TopicScore:
+    """Score one text (title and plain-text body) against one compiled topic rule, with details."""
+    t = title if isinstance(title, Prepared) else Prepared.of(title)
+    b = body if isinstance(body, Prepared) else Prepared.of(body)
+    matched: list[tuple[str, float]] = []
+    total, excluded_by, missing = _evaluate(c, t, b, matched)
+    matched.sort(key=lambda tv: (-abs(tv[1]), tv[0]))
+    min_score = c.rule.min_score
     if excluded_by is not None:
         assigned, reason = False, f"vetoed by {excluded_by!r}"
-    elif total < rule.min_score:
-        assigned, reason = False, f"score {total:g} < {rule.min_score:g}"
-    elif missing := [name for name, group in c.require if group.first(t, b) is None]:
-        assigned, reason = False, f"no term of the required group {missing[0]!r} occurs"
+    elif total < min_score:
+        assigned, reason = False, f"score {total:g} < {min_score:g}"
+    elif missing is not None:
+        assigned, reason = False, f"no term of the required group {missing!r} occurs"
     else:
-        assigned, reason = True, f"score {total:g} >= {rule.min_score:g}"
-    return TopicScore(c.key, total, tuple(matched), excluded_by, assigned, rule.min_score, reason)
+        assigned, reason = True, f"score {total:g} >= {min_score:g}"
+    return TopicScore(c.key, total, tuple(matched), excluded_by, assigned, min_score, reason)
 
 
 def score_topic(key: str, rule: TopicRule, title: str, body: str) -> TopicScore:
@@ -447,5 +467,8 @@ def score_entry(entry: Entry, rules: Mapping[str, TopicRule]) -> list[TopicScore
 
 
 def assign_topics(entry: Entry, rules: Mapping[str, TopicRule]) -> tuple[str, ...]:
-    """The sorted keys of the topics assigned to this entry; empty if none."""
-    return tuple(s.topic for s in score_entry(entry, rules) if s.assigned)
+    """The sorted keys of the topics assigned to this entry; empty if none.
+
+    The same decision as `score_entry`, without building the explanation (the pipeline's path)."""
+    t, b = Prepared.of(entry.title), Prepared.of(entry.content_text or entry.summary)
+    return tuple(k for k in sorted(rules) if _is_assigned(_compiled(k, rules[k]), t, b))

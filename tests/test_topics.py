@@ -67,6 +67,24 @@ def test_labelled_article(path: Path, rules: dict[str, TopicRule]) -> None:
     got = [s.topic for s in scores if s.assigned]
     detail = "; ".join(f"{s.topic}: {s.reason} {list(s.matched)}" for s in scores)
     assert got == sorted(art["expected"]), f"{art['why']}\n{detail}"
+    # The pipeline's fast path (no explanation built) decides the same.
+    assert list(assign_topics(_entry(art["title"], art["body"].strip()), rules)) == got
+
+
+def _entry(title: str, text: str, summary: str = "") -> Entry:
+    return Entry(
+        id="x",
+        source="s",
+        title=title,
+        link=None,
+        canonical_url=None,
+        content_html="",
+        content_text=text,
+        summary=summary,
+        content_hash="h",
+        published=datetime(2026, 11, 1, tzinfo=UTC),
+        updated=None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -381,17 +399,6 @@ def test_topics_reach_feeds_and_digest_sections(project: Path, write_config: Any
 
 
 def test_summary_is_scored_when_an_entry_has_no_content_text(rules: dict[str, TopicRule]) -> None:
-    entry = Entry(
-        id="x",
-        source="s",
-        title="稀土永磁产业大会在包头开幕",
-        link=None,
-        canonical_url=None,
-        content_html="",
-        content_text="",
-        summary="产学研合作签约项目20个。",
-        content_hash="h",
-        published=datetime(2026, 11, 1, tzinfo=UTC),
-        updated=None,
-    )
+    entry = _entry("稀土永磁产业大会在包头开幕", "", summary="产学研合作签约项目20个，多家企业参加。")
     assert assign_topics(entry, rules) == ("rare-earth", "university-industry")
+    assert [s.assigned for s in score_entry(entry, rules)] == [True, True]
