@@ -485,3 +485,26 @@ def test_more_stalled_servers_than_slots_cost_one_deadline(
     assert all(out["results"][f"fine{i}"].new == 2 for i in range(4))
     assert all(out["results"][f"stall{i}"].failed for i in range(4))
     assert elapsed < TIMEOUT + 1.2, elapsed  # two rounds of deadlines would take 2 * TIMEOUT
+
+
+@pytest.mark.parametrize(("concurrency", "per_host", "expected"), [(8, 1, 1), (2, 8, 2), (8, 8, 6)])
+def test_concurrency_and_per_host_limits(feeds: Feeds, concurrency: int, per_host: int, expected: int) -> None:
+    """Six feeds on one host: at most `per_host` requests to it at once, `concurrency` overall."""
+    lock = threading.Lock()
+    active, peak = [0], [0]
+
+    def slow(_r: Request) -> Response:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.15)
+        with lock:
+            active[0] -= 1
+        return Response(rss("p"), headers=RSS_HEADERS)
+
+    for i in range(6):
+        feeds.handlers[f"/p{i}.xml"] = slow
+    fetcher = HttpFetcher(FetchConfig(**fetch_cfg(concurrency=concurrency, per_host=per_host)))
+    jobs = [(SourceConfig(name=f"p{i}", url=feeds.url(f"/p{i}.xml")), SourceState(f"p{i}")) for i in range(6)]
+    assert all(isinstance(r, Fetched) for r in fetcher.fetch_many(jobs))
+    assert min(expected, 2) <= peak[0] <= expected  # the limit holds, and requests do overlap
