@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.config import CronSchedule
 from aggregator.periods import Period, due_periods, fire_times, make_trigger, next_fire
@@ -164,3 +166,38 @@ def test_a_year_of_wake_ups_tiles_time_without_gap_or_overlap(policy: str) -> No
     assert len(sent) == 53 + 52 + 52  # Thursdays, Mondays and Sundays in 2026
     assert all(a.end == b.start for a, b in itertools.pairwise(sent))
     assert {p.end.astimezone(BERLIN).strftime("%H:%M") for p in sent} == {"02:30", "03:30"}  # 03:30: spring gap
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    days=st.sets(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]), min_size=1),
+    hour=st.integers(0, 23),
+    minute=st.sampled_from([0, 30, 59]),
+    zone=st.sampled_from(["Europe/Berlin", "America/New_York", "Asia/Shanghai", "UTC"]),
+    steps=st.lists(st.integers(-3 * 24 * 60, 10 * 24 * 60), min_size=1, max_size=25),
+    policy=st.sampled_from(["send", "skip"]),
+)
+def test_any_wake_up_sequence_never_overlaps_or_repeats(
+    days: set[str], hour: int, minute: int, zone: str, steps: list[int], policy: str
+) -> None:
+    # Wake-ups move by random minutes, backwards too (clock jumps); whatever happens, sent periods
+    # end on scheduled times, never overlap, and each starts where the previous one ended.
+    trig = make_trigger(
+        CronSchedule(day_of_week=",".join(sorted(days)), hour=hour, minute=minute, timezone=zone), "UTC"
+    )
+    now = datetime(2026, 3, 20, tzinfo=UTC)
+    last_end = None
+    sent: list[Period] = []
+    for step in steps:
+        now += timedelta(minutes=step)
+        plan = due_periods(trig, last_end=last_end, now=now, catch_up=policy)  # type: ignore[arg-type]
+        assert len(plan.send) <= 1
+        for p in plan.send:
+            assert p.start < p.end <= now
+            assert next_fire(trig, p.end - timedelta(microseconds=1)) == p.end  # ends on a fire time
+            if sent:
+                assert p.start >= sent[-1].end
+                if policy == "send":
+                    assert p.start == sent[-1].end
+            sent.append(p)
+            last_end = p.end
