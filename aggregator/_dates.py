@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from html.parser import HTMLParser
 
 from .types import DatePrecision
 
@@ -305,3 +306,79 @@ def _from_dateline(
         DatePrecision.INFERRED_YEAR,
         f"{where}; year {year} inferred: it is the only year the article text mentions",
     )
+
+
+# -- HTML pages: dates from metadata and markup only ---------------------------------------------
+
+_META_PUBLISHED = (
+    "article:published_time", "og:published_time", "article:published", "published_time", "datepublished",
+    "pubdate", "publishdate", "publish-date", "publish_date", "publication_date", "publicationdate", "dc.date",
+    "dc.date.issued", "dc.date.created", "dcterms.issued", "dcterms.created", "dcterms.date", "citation_publication_date",
+    "citation_date", "parsely-pub-date", "sailthru.date", "firstpublishedtime", "contentdate", "date",
+)  # fmt: skip
+_META_UPDATED = ("article:modified_time", "og:updated_time", "datemodified", "dc.date.modified", "dcterms.modified")
+_JSONLD_PUBLISHED = re.compile(r'"datePublished"\s*:\s*"([^"]{6,40})"')
+
+
+class _MarkupDates(HTMLParser):
+    """Collects <meta> date fields, <time datetime> and JSON-LD datePublished of a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.meta: dict[str, str] = {}
+        self.times: list[str] = []
+        self.jsonld: list[str] = []
+        self._in_jsonld = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k.lower(): (v or "") for k, v in attrs}
+        if tag == "meta":
+            key = (a.get("property") or a.get("name") or a.get("itemprop") or a.get("http-equiv") or "").lower()
+            if key and a.get("content"):
+                self.meta.setdefault(key.strip(), a["content"].strip())
+        elif tag == "time" and a.get("datetime"):
+            self.times.append(a["datetime"].strip())
+        elif a.get("itemprop", "").lower() == "datepublished" and (a.get("content") or a.get("datetime")):
+            self.meta.setdefault("datepublished", (a.get("content") or a.get("datetime") or "").strip())
+        elif tag == "script" and "ld+json" in a.get("type", "").lower():
+            self._in_jsonld = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_jsonld = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_jsonld:
+            self.jsonld.append(data)
+
+
+def find_markup_date(page: str, *, tz: tzinfo, fetched_at: datetime) -> FoundDate | None:
+    """The publication date an HTML page declares in its metadata or markup, or None.
+
+    Looked up, in order: <meta> published fields (article:published_time, pubdate, DC.date...),
+    JSON-LD datePublished, <time datetime>, then <meta> modified fields. Never the page text.
+    """
+    collector = _MarkupDates()
+    try:
+        collector.feed(page[:2_000_000])
+        collector.close()
+    except (AssertionError, ValueError):  # pragma: no cover - html.parser is lenient
+        return None
+    candidates: list[tuple[str, str]] = [
+        (f"<meta {key}>", collector.meta[key]) for key in _META_PUBLISHED if key in collector.meta
+    ]
+    candidates += [("JSON-LD datePublished", m) for m in _JSONLD_PUBLISHED.findall("".join(collector.jsonld))]
+    candidates += [("<time datetime>", t) for t in collector.times[:1]]
+    candidates += [(f"<meta {key}>", collector.meta[key]) for key in _META_UPDATED if key in collector.meta]
+    for where, raw in candidates:
+        parsed = parse_date_text(raw, tz, at_start=True)
+        if parsed is None or parsed.value > fetched_at:
+            continue
+        precision = parsed.precision
+        if precision == DatePrecision.MINUTE and re.search(r"(?:T|\s)00:00(?::00(?:\.0+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?$", raw):
+            # A date padded with midnight says nothing about the time of day.
+            day = parse_date_text(raw[:10], tz, at_start=True)
+            if day:
+                parsed, precision = day, DatePrecision.DAY
+        return FoundDate(parsed.value, precision, f"HTML metadata {where} = {raw!r}")
+    return None

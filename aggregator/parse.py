@@ -16,7 +16,7 @@ from typing import Any
 import charset_normalizer
 import feedparser
 
-from ._dates import parse_date_text
+from ._dates import FoundDate, find_markup_date
 from ._text import html_to_text, paragraphs_to_html
 from .article import extract_article, language_of
 from .errors import ParseError
@@ -309,10 +309,10 @@ def parse_article_html(
 ) -> RawItem:
     """One saved HTML page -> one RawItem.
 
-    trafilatura finds the main content and the metadata in the markup (og:/meta tags, <time>; its
-    htmldate runs without the extensive full-text search and is capped at the fetch date). The
-    text extractor then cleans trafilatura's text (nav and metadata lines it keeps), and, run over
-    the whole page's text, supplies what the markup lacks: a date line, bylines, the site name
+    trafilatura finds the main content, title, author and site name in the markup. The date is
+    what the markup declares (`find_markup_date`), else one the text extractor finds where pages
+    put dates. The text extractor also cleans trafilatura's text (nav and metadata lines it keeps)
+    and, run over the whole page's text, supplies what the markup lacks: bylines, the site name
     from the <title> suffix or the copyright line.
     """
     import trafilatura
@@ -329,12 +329,7 @@ def parse_article_html(
         include_comments=False,
         include_tables=True,
         deduplicate=True,
-        date_extraction_params={
-            "extensive_search": False,  # no whole-page fuzzy search: it invents dates
-            "original_date": True,
-            "max_date": local_day,
-            "outputformat": "%Y-%m-%dT%H:%M:%S%z",
-        },
+        date_extraction_params={"extensive_search": False, "max_date": local_day},  # its date is not used
     )
     whole = extract_article(html_to_text(page), tz=tz, fetched_at=fetched_at, extra_boilerplate=extra_boilerplate)
     main = None
@@ -344,19 +339,14 @@ def parse_article_html(
     title = (result.title if result and result.title else None) or (main.title if main else None) or whole.title
     if not title and not paragraphs:
         raise ParseError("no article text found in HTML page")
-    published, precision, provenance = whole.published, whole.precision, whole.provenance
-    if main and main.published and not published:
-        published, precision, provenance = main.published, main.precision, main.provenance
-    raw_date = str(result.date) if result and result.date else None
-    if raw_date:
-        parsed = parse_date_text(raw_date, tz)
-        if parsed and parsed.value <= fetched_at:
-            precision = parsed.precision
-            if precision == DatePrecision.MINUTE and "T00:00:00" in raw_date:
-                precision = DatePrecision.DAY  # htmldate pads a date without a time with midnight
-                parsed = parse_date_text(raw_date[:10], tz) or parsed
-            published = parsed.value
-            provenance = f"HTML metadata/markup date {raw_date!r} (htmldate, no full-text search)"
+    # The date: what the markup declares (<meta>, JSON-LD, <time>), else a date line or labelled
+    # field in the page's text. htmldate's own search (inside trafilatura) is not used: even
+    # without its "extensive" mode it scans the whole page text for a bare date.
+    found = find_markup_date(page, tz=tz, fetched_at=fetched_at)
+    if found is None:
+        best = whole if whole.published or not (main and main.published) else main
+        found = FoundDate(best.published, best.precision, best.provenance or "no date in the page's markup or text")
+    published, precision, provenance = found.value, found.precision, found.provenance
     authors: tuple[str, ...] = ()
     if result and result.author:
         authors = tuple(a.strip() for a in str(result.author).split(";") if a.strip())

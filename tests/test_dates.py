@@ -9,7 +9,8 @@ import pytest
 
 from aggregator._dates import find_date, parse_date_text, years_in
 from aggregator.article import extract_article
-from aggregator.types import DatePrecision
+from aggregator.parse import parse_article_html
+from aggregator.types import DatePrecision, Fetched, RawItem
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)
@@ -154,3 +155,26 @@ def test_find_date_reports_rejected_future_dates() -> None:
 
 def test_years_in_ignores_numbers_that_are_not_years() -> None:
     assert years_in("In 2023, 1,2024 tonnes and 2025% growth; phone 20231234; 1850.", until=2026) == {2023}
+
+
+def _html_item(html: str) -> RawItem:
+
+    return parse_article_html(Fetched("s", "p.html", html.encode("utf-8"), kind="article-html"), tz=SH, fetched_at=NOW)
+
+
+def test_html_date_comes_from_markup_never_from_body_prose() -> None:
+    body = "".join(f"<p>{BODY}</p>" for _ in range(3))
+    prose_only = f"<html><head><title>Lab Opens Pilot Line</title></head><body><article><h1>Lab Opens Pilot Line</h1><p>The deal signed on 2024-05-05 runs for five years, the partners said.</p>{body}</article></body></html>"
+    item = _html_item(prose_only)
+    assert item.published is None and item.date_precision == DatePrecision.NONE
+    meta = prose_only.replace("<head>", '<head><meta name="PubDate" content="2025-03-02 10:00">')
+    item = _html_item(meta)
+    assert item.published == datetime(2025, 3, 2, 10, 0, tzinfo=SH)
+    assert item.date_provenance == "HTML metadata <meta pubdate> = '2025-03-02 10:00'"
+    padded = prose_only.replace(
+        "<head>", '<head><meta property="article:published_time" content="2025-03-02T00:00:00+08:00">'
+    )
+    item = _html_item(padded)
+    assert item.date_precision == DatePrecision.DAY
+    future = prose_only.replace("<head>", '<head><meta property="article:published_time" content="2027-01-01">')
+    assert _html_item(future).published is None
