@@ -18,14 +18,12 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime
 from typing import Any, TypeVar
 
-from .config import Config, SourceConfig
-from .types import Fetched
+from .config import Config
 
 T = TypeVar("T")
-Work = Callable[[Config, SourceConfig, Fetched, datetime], T]
+Work = Callable[..., T]  # work(config, *args)
 
 MIN_JOBS = 8  # remote sources in the run below which parsing stays in-process (start-up costs)
 PRELOAD = ["aggregator.pipeline"]  # imported once in the forkserver, inherited by every worker
@@ -46,13 +44,13 @@ def _init(config: Config) -> None:
     _CONFIG = config
 
 
-def _call(work: Work[T], source: SourceConfig, doc: Fetched, now: datetime) -> T:
+def _call(work: Work[T], *args: Any) -> T:
     assert _CONFIG is not None, "worker not initialised"
-    return work(_CONFIG, source, doc, now)
+    return work(_CONFIG, *args)
 
 
 class DocPool:
-    """Runs `work(config, source, doc, now)` per fetched document, in worker processes when it pays.
+    """Runs `work(config, *args)` per fetched document, in worker processes when it pays.
 
     `submit` returns a Future; `drain` yields (tag, result-or-exception) for finished jobs and,
     when more than `max_pending` are queued, waits, so at most that many documents' bytes sit
@@ -77,23 +75,26 @@ class DocPool:
             )
         return self._pool
 
-    def submit(self, tag: Any, source: SourceConfig, doc: Fetched, now: datetime) -> None:
-        """Queue one document (parsed in-process right away when the pool is off)."""
+    def submit(self, tag: Any, *args: Any) -> None:
+        """Queue `work(config, *args)` for one document (run in-process right away when the pool is off).
+
+        The arguments (the fetched bytes among them) are pickled to the worker: keep them small.
+        """
         fut: Future[Any]
         if self.enabled:
             try:
-                fut = self._executor().submit(_call, self.work, source, doc, now)
+                fut = self._executor().submit(_call, self.work, *args)
             except BrokenProcessPool:  # a worker died (OOM?): carry on without the pool
                 self.enabled = False
-                fut = self._inline(source, doc, now)
+                fut = self._inline(args)
         else:
-            fut = self._inline(source, doc, now)
-        self._pending[fut] = (tag, source, doc, now)
+            fut = self._inline(args)
+        self._pending[fut] = (tag, args)
 
-    def _inline(self, source: SourceConfig, doc: Fetched, now: datetime) -> Future[Any]:
+    def _inline(self, args: tuple[Any, ...]) -> Future[Any]:
         fut: Future[Any] = Future()
         try:
-            fut.set_result(self.work(self.config, source, doc, now))
+            fut.set_result(self.work(self.config, *args))
         except Exception as exc:  # delivered through the future, like a worker's error
             fut.set_exception(exc)
         return fut
@@ -113,12 +114,12 @@ class DocPool:
                 done_set, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
                 done = list(done_set)
             for fut in done:
-                tag, source, doc, now = self._pending.pop(fut)
+                tag, args = self._pending.pop(fut)
                 try:
                     result = fut.result()
                 except BrokenProcessPool:
                     self.enabled = False
-                    result = self.work(self.config, source, doc, now)
+                    result = self.work(self.config, *args)
                 yield tag, result
 
     def close(self) -> None:

@@ -68,7 +68,10 @@ def normalize(item: RawItem, *, fetched_at: datetime) -> Entry:
         title = collapse_ws(html_to_text(title)) or title  # feed titles may carry markup
     if not title:
         title = excerpt(text, 80) or "(untitled)"
-    summary_src = html_to_text(sanitize_html(item.summary)) if item.summary and item.content_html else text
+    if item.summary and item.content_html and item.summary != item.content_html:
+        summary_src = html_to_text(sanitize_html(item.summary))
+    else:  # no separate summary (an RSS description is often both): the same text, not converted twice
+        summary_src = text
     chash = content_hash(title, text)
 
     published = _aware(item.published)

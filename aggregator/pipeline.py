@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo
 from . import _publish_stamp, health
 from ._parallel import DocPool
 from .config import Config, DigestConfig, SourceConfig
-from .dedupe import DEDUPE_STATE_KEY, Clustering, Signature, cluster, fingerprint, signature_horizon
+from .dedupe import (
+    DEDUPE_STATE_KEY,
+    Clustering,
+    Signature,
+    cluster,
+    compute_signature,
+    fingerprint,
+    signature_horizon,
+)
 from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
 from .errors import AggregatorError, FetchError, ParseError
 from .fetch import HttpFetcher, permanent_redirect
@@ -157,11 +165,20 @@ def _remote_failure(
     )
 
 
+Parsed = tuple[list[Entry], list[str], list[str], dict[str, Signature]]
+
+
 def parse_fetched(
-    config: Config, source: SourceConfig, doc: Fetched, now: datetime
-) -> tuple[list[Entry], list[str], list[str]]:
-    """Parse, normalise and tag one fetched document (in a worker process when a refresh is big)."""
-    return _entries_from_docs(config, source, [doc], now)
+    config: Config, source: SourceConfig, doc: Fetched, now: datetime, signatures: bool = False
+) -> Parsed:
+    """Parse, normalise and tag one fetched document (in a worker process when a refresh is big).
+
+    `signatures`: also compute the entries' dedupe signatures (for a source fetched for the first
+    time, whose entries are all new), so clustering after the fetches need not hash them.
+    """
+    entries, warnings, skipped = _entries_from_docs(config, source, [doc], now)
+    sigs = {e.id: compute_signature(e) for e in entries} if signatures else {}
+    return entries, warnings, skipped, sigs
 
 
 def _record_remote(
@@ -171,7 +188,7 @@ def _record_remote(
     state: SourceState,
     got: Fetched | FetchError,
     now: datetime,
-    parsed: tuple[list[Entry], list[str], list[str]] | None = None,
+    parsed: Parsed | None = None,
 ) -> SourceResult:
     """Store one remote result (parsing it unless `parsed` is given) and update the source's health."""
     policy = _health_policy(config, source)
@@ -204,12 +221,15 @@ def _record_remote(
             )
         )
         return SourceResult(source.name, not_modified=True, unchanged=state.entry_count, moved_to=moved)
-    entries, warnings, bad = parsed if parsed is not None else parse_fetched(config, source, got, now)
+    entries, warnings, bad, sigs = parsed if parsed is not None else parse_fetched(config, source, got, now)
     if bad:
         return _remote_failure(deps, source, state, policy, now, bad[0], moved=moved)
     for w in warnings:
         log.warning("%s: %s", source.name, w)
-    result = _store_entries(deps, source.name, entries, now, warnings=tuple(warnings), moved_to=moved)
+    with deps.store.transaction():
+        result = _store_entries(deps, source.name, entries, now, warnings=tuple(warnings), moved_to=moved)
+        if sigs:
+            deps.store.put_dedupe_signatures({k: (s.basis, s.body, s.title) for k, s in sigs.items()})
     # Validators are stored only after a successful ingest, so a failed parse is retried in full.
     deps.store.put_source_state(
         health.after_success(
@@ -290,7 +310,7 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
         for i, got in deps.fetcher.fetch_iter(remote):
             source, state = remote[i]
             if isinstance(got, Fetched) and got.content is not None:
-                pool.submit((source, state, got), source, got, now)
+                pool.submit((source, state, got), source, got, now, state.entry_count == 0)
             else:
                 done(_record_remote(config, deps, source, state, got, now))
             for (src, st, doc), parsed in pool.drain():
