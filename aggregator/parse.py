@@ -58,13 +58,25 @@ def decode_text(data: bytes, *, declared: str | None = None) -> str:
     return text
 
 
+_GLUED_HANZI = re.compile(r"(?<=[A-Za-z])[\u3400-\u9fff](?=[A-Za-z])")
+_HANZI = re.compile(r"[\u3400-\u9fff]")
+
+
+def _mojibake(text: str) -> bool:
+    """GB18030 read of a Western page ("café" -> "caf閟"): Chinese characters glued inside Latin words."""
+    hanzi = len(_HANZI.findall(text[:50_000]))
+    return hanzi > 0 and len(_GLUED_HANZI.findall(text[:50_000])) * 3 > hanzi
+
+
 def _decode_8bit(data: bytes, declared: str | None) -> str:
     encodings = [declared] if declared else []
     for enc in [*encodings, "utf-8-sig", "gb18030"]:
         try:
-            return data.decode(enc)
+            text = data.decode(enc)
         except (UnicodeDecodeError, LookupError):
             continue
+        if enc != "gb18030" or not (_mojibake(text) or _looks_binary(text)):
+            return text  # GB18030 accepts most byte strings: Big5 or cp1252 pages fall through
     best = charset_normalizer.from_bytes(data[:200_000]).best()
     if best is not None and best.encoding:
         return data.decode(best.encoding, errors="replace")

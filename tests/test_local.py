@@ -374,3 +374,20 @@ def test_per_source_overrides(project: Path, write_config: Callable[..., Config]
     assert entry.site_name == "JXUST English News"
     assert entry.published is not None and entry.published.isoformat() == "2026-03-10T15:38:00+00:00"
     assert "Liu Zuwen" not in entry.content_text and "Secretary Chen" in entry.content_text
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("稀土永磁产业博览会在包头开幕，三百余家企业参展。", "gbk"),
+        ("稀土永磁產業博覽會在包頭開幕", "big5"),
+        ("Cafés and “magnet makers” in Zürich expand rare earth recycling.", "cp1252"),
+        ("Magnet makers in Zürich say prices are stable, and the café is full.", "latin-1"),
+    ],
+)
+def test_non_utf8_pages_decode(text: str, encoding: str) -> None:
+    from aggregator.parse import decode_text
+
+    data = (text + "\n") * 5
+    decoded = decode_text(data.encode(encoding, errors="replace"))
+    assert decoded == data
