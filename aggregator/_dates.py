@@ -81,7 +81,8 @@ _YEAR = re.compile(r"(?<![\d.,])((?:19|20)\d{2})(?![\d%])")
 _DATELINES = [
     # "On August 16, ...", "On Monday, March 3rd, 2025 ..."
     re.compile(
-        r"^on\s+(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day,?\s+)?"
+        r"^(?:on|in|from)\s+(?:the\s+(?:morning|afternoon|evening|night)\s+of\s+)?"
+        r"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day,?\s+)?"
         + _MON
         + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?:\s*,?\s*(?P<y>(?:19|20)\d{2})\b)?",
         re.I,
@@ -90,6 +91,10 @@ _DATELINES = [
     re.compile(
         r"^[A-Z][A-Z .'-]{1,30},\s*(?:[A-Z][A-Za-z .'-]{1,30},\s*)?(?i:" + _MON + r")\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?"
         r"(?:\s*,?\s*(?P<y>(?:19|20)\d{2}))?\s*(?:/[^/\n]{1,40}/\s*)?(?:\(|--|—|–|-)",
+    ),
+    # "Aug. 16 -- The ministry ..."
+    re.compile(
+        r"^(?i:" + _MON + r")\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?(?:\s*,\s*(?P<y>(?:19|20)\d{2}))?\s*(?:--|—|–)",
     ),
     # "8月16日，…", "本报讯 8月16日上午，…", "（记者 张三）2024年3月9日，…"
     re.compile(
@@ -375,7 +380,9 @@ def find_markup_date(page: str, *, tz: tzinfo, fetched_at: datetime) -> FoundDat
         if parsed is None or parsed.value > fetched_at:
             continue
         precision = parsed.precision
-        if precision == DatePrecision.MINUTE and re.search(r"(?:T|\s)00:00(?::00(?:\.0+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?$", raw):
+        if precision == DatePrecision.MINUTE and re.search(
+            r"(?:T|\s)00:00(?::00(?:\.0+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?$", raw
+        ):
             # A date padded with midnight says nothing about the time of day.
             day = parse_date_text(raw[:10], tz, at_start=True)
             if day:

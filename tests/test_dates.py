@@ -178,3 +178,23 @@ def test_html_date_comes_from_markup_never_from_body_prose() -> None:
     assert item.date_precision == DatePrecision.DAY
     future = prose_only.replace("<head>", '<head><meta property="article:published_time" content="2027-01-01">')
     assert _html_item(future).published is None
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        "On the morning of August 16, the forum opened.",
+        "On Wednesday, August 16, the forum opened.",
+        "Aug. 16 -- The forum opened.",
+        "BAOTOU, Aug. 16 (Xinhua) -- The forum opened.",
+        "8月16日上午，论坛开幕。",
+        "本报讯（记者 张三）8月16日，论坛开幕。",
+        "当地时间8月16日，论坛开幕。",
+    ],
+)
+def test_datelines_take_the_year_from_the_text(opening: str) -> None:
+    f = extract_article(
+        page("Forum Opens in Baotou", opening + " " + BODY, "It hosted the 2023 conference."), tz=SH, fetched_at=NOW
+    )
+    assert f.published == datetime(2023, 8, 16, tzinfo=SH), f.provenance
+    assert f.precision == DatePrecision.INFERRED_YEAR
