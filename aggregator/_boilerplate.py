@@ -31,9 +31,16 @@ _SOCIAL = (
     r"facebook|twitter|x|linkedin|wechat|weixin|weibo|微信|微博|qq|qzone|qq空间|email|e-mail|whatsapp|telegram"
     r"|reddit|豆瓣|print|打印|copy link|复制链接|朋友圈|tumblr|pinterest|line|vk"
 )
-_SHORT_ACTIONS = (
+# Words of a print/close bar ("【打印】【关闭】", "Print | Close"): fixed words only, so that the
+# repeated bar pattern below stays linear.
+_BAR_WORDS = (
     r"关闭|关闭窗口|关闭本页|打印|打印本页|打印此页|打印文章|返回|返回顶部|返回列表|返回首页|回到顶部|收藏|收藏本页|加入收藏|推荐|"
-    r"close|close window|print|print this page|print page|back|go back|back to top|top|go to top|to top|return|bookmark|"
+    r"close|close window|print|print this page|print page|back|go back|back to top|top|go to top|return|bookmark"
+)
+# A line that is nothing but one navigation action.
+_SHORT_ACTIONS = (
+    _BAR_WORDS
+    + r"|to top|back to [\w ]{2,20}|font size[:：]?(?: a)*|text size[:：]?(?: a)*|[\[【]?\s*大\s*中\s*小\s*[\]】]?|"
     r"menu|skip to content|skip to main content|toggle navigation|search|搜索|登录|注册|login|log in|sign in|register|"
     r"english|中文|中文版|english version|简体|繁体|en|cn|more|更多|more\s*>+|更多\s*>+|查看更多|read more|阅读全文|展开全文"
 )
@@ -52,7 +59,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _r(
         "close/print bar",
-        r"^(?:(?:[\[【(（]\s*)?(?:" + _SHORT_ACTIONS + r")(?:\s*[\]】)）])?[\s|｜/]*)+$",
+        r"^(?:(?:[\[【(（]\s*)?(?:" + _BAR_WORDS + r")(?:\s*[\]】)）])?(?:[\s|｜/]+|$|(?=[\[【(（])))+$",
         footer=True,
     ),
     _r("font size bar", r"(?:字号|字体)\s*[:：]?\s*[\[【(（]?\s*(?:大|中|小)"),
@@ -90,7 +97,19 @@ RULES: tuple[Rule, ...] = (
     _r(
         "copyright line",
         r"^copyright\b|copyright\s*(?:[:：]|©|\(c\)|\d{4})|©|\(c\)\s*(?:\d{4}|[A-Z])|版权所有|all rights reserved|"
-        r"ICP\s*备|ICP\s*证|公网安备|备案号|技术支持\s*[:：]|powered by\b|designed by\b|网站地图|site ?map$",
+        r"ICP\s*备|ICP\s*证|公网安备|备案号|技术支持\s*[:：]|powered by\b|designed by\b",
+        footer=True,
+    ),
+    _r(
+        "site links",
+        r"^(?:网站地图|site ?map|privacy(?: policy)?|terms(?: of (?:use|service))?|accessibility|隐私政策|免责条款|"
+        r"友情链接|相关链接|links|useful links|quick links)\s*[:：]?$|您是第\s*\d+\s*位访客|总?访问量\s*[:：]|"
+        r"^(?:扫描|扫)(?:二维码|码).{0,20}$|^(?:手机版|移动版|电脑版)$",
+        footer=True,
+    ),
+    _r(
+        "cookie notice",
+        r"^(?=.{0,300}$).*\bcookies?\b.*\b(?:use|uses|accept|consent|policy|settings|preferences)\b",
         footer=True,
     ),
     _r(

@@ -48,6 +48,8 @@ TITLE_SITE_SEP = re.compile(r"\s+[-–—|｜]\s+|\s*[_｜]\s*")
 
 def site_from_copyright(line: str) -> str | None:
     """ "Copyright © 2025 X. All rights reserved" -> "X"."""
+    if not _COPYRIGHT_LEAD.match(line):
+        return None  # a footer line without a copyright mark names no owner
     rest = _COPYRIGHT_LEAD.sub("", line, count=1)
     rest = _COPYRIGHT_STOP.sub("", rest).strip(" :：-–—©")
     if not rest and "版权所有" in line:
