@@ -391,3 +391,19 @@ def test_non_utf8_pages_decode(text: str, encoding: str) -> None:
     data = (text + "\n") * 5
     decoded = decode_text(data.encode(encoding, errors="replace"))
     assert decoded == data
+
+
+_TOKENS = [
+    "back", "to", "top", "print", "close", "关闭", "打印", "|", "/", " ", "  ", "【", "】", "share", "facebook", "a",
+    "font", "size", "大", "中", "小", "home", ">", "首页", "上一条", ":", "：", "2024", "-", "03", "18", "年", "月", "日",
+    "By", "Editor", "编辑", "copyright", "©", "All rights reserved", "On", "August", "16", "th", ",", ".", "1.jpg",
+    "Prof", "views", "点击", "(", "（", "）", "Date", "T", "12:00", "+08:00", "www.", ".com", "@", "related", "来源",
+]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=150))
+def test_line_patterns_stay_linear(tokens: list[str]) -> None:
+    """Each line is matched by dozens of patterns: none may backtrack catastrophically."""
+    line = "".join(tokens)
+    _parse_or_skip((line + "\n") * 3 + "Title Of The Page Here\n\n" + line, "article-text")
