@@ -406,4 +406,4 @@ _TOKENS = [
 def test_line_patterns_stay_linear(tokens: list[str]) -> None:
     """Each line is matched by dozens of patterns: none may backtrack catastrophically."""
     line = "".join(tokens)
-    _parse_or_skip((line + "\n") * 3 + "Title Of The Page Here\n\n" + line, "article-text")
+    _parse_or_skip(((line + "\n") * 3 + "Title Of The Page Here\n\n" + line).encode("utf-8"), "article-text")
