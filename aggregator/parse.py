@@ -93,7 +93,7 @@ def _struct_to_dt(value: Any) -> datetime | None:
 
 
 def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
-    """Parse feed bytes with feedparser (sanitising on). Returns items and warnings.
+    """Parse feed bytes with feedparser (HTML is sanitised later, by normalize). Returns items and warnings.
 
     Raises ParseError when the document is not a feed at all.
     """
