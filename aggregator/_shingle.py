@@ -30,6 +30,7 @@ _WORD = re.compile(r"\w+")
 _CJK_CHAR = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_SPLIT = re.compile(f"([{_CJK_CHAR}])")
 _IS_CJK = re.compile(f"^[{_CJK_CHAR}]$")
+_ALL_CJK = re.compile(f"[{_CJK_CHAR}]+$")
 # One leading character class: the regex engine scans for it fast (an alternation is twice as slow).
 _NUMBER = re.compile(r"[\d〇零一二三四五六七八九十百][\d.,〇零一二三四五六七八九十百]*")
 _ZH_NUMERAL = frozenset("〇零一二三四五六七八九十百")
@@ -55,12 +56,20 @@ STOPWORDS = frozenset(
 _PUNCT_TO_SPACE = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
 
 
+_STOP = 1 << 32  # the "hash" of a function word: outside the 32-bit range, filtered out by numpy
+
+
 class _TokenHashes(dict[str, int]):
-    """token -> CRC-32, memoised: news vocabulary repeats, and a dict hit is cheaper than a CRC."""
+    """token -> CRC-32, memoised: news vocabulary repeats, and a dict hit is cheaper than a CRC.
+    Function words map to _STOP, so one vectorised comparison drops them."""
+
+    def __init__(self) -> None:
+        super().__init__(dict.fromkeys(STOPWORDS, _STOP))
 
     def __missing__(self, token: str) -> int:
         if len(self) > 1_000_000:  # bound the memory of a long-running daemon
             self.clear()
+            self.update(dict.fromkeys(STOPWORDS, _STOP))
         value = zlib.crc32(token.encode("utf-8"))
         self[token] = value
         return value
@@ -83,20 +92,19 @@ def tokens(text: str) -> list[str]:
     for w in _WORD.findall(folded):
         if w.isascii():
             out.append(w)
+        elif _ALL_CJK.match(w):
+            out.extend(w)  # a run of Chinese characters: one token each
         else:
             out.extend(p for p in _CJK_SPLIT.split(w) if p)
     return out
 
 
-def _content(toks: list[str]) -> list[str]:
-    return [t for t in toks if t not in STOPWORDS]
-
-
 def shingle_hashes(text: str) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """32-bit hashes of the text's token trigrams, English function words left out (may repeat;
     texts under 3 tokens: the tokens)."""
-    toks = _content(tokens(text))[:MAX_TOKENS]
+    toks = tokens(text)
     h = np.fromiter(map(_HASHES.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    h = h[h != _STOP][:MAX_TOKENS]
     if len(h) < SHINGLE:
         return h
     return ((h[:-2] * _MIX1 + h[1:-1]) * _MIX2 + h[2:]) & _MASK32
@@ -142,11 +150,8 @@ def title_words(title: str) -> frozenset[str]:
 @lru_cache(maxsize=4)
 def _template(num_perm: int) -> MinHash:
     # Making a MinHash (its permutations) costs more than hashing an article: one per size, reused.
-    return MinHash(num_perm=num_perm, seed=1, hashfunc=_identity, scheme="affine32")
-
-
-def _identity(x: int) -> int:
-    return x
+    # hashfunc=int: the values are already 32-bit hashes, and int() of an int is the cheapest call.
+    return MinHash(num_perm=num_perm, seed=1, hashfunc=int, scheme="affine32")
 
 
 def minhash_values(values: Any, num_perm: int) -> np.ndarray[Any, np.dtype[np.uint32]]:
@@ -170,4 +175,5 @@ def to_bytes(values: np.ndarray[Any, np.dtype[np.uint32]]) -> bytes:
 
 
 def title_hashes(words: frozenset[str]) -> np.ndarray[Any, np.dtype[np.uint64]]:
-    return np.fromiter((_HASHES[w] for w in sorted(words)), dtype=np.uint64, count=len(words))
+    h = np.fromiter((_HASHES[w] for w in sorted(words)), dtype=np.uint64, count=len(words))
+    return h[h != _STOP]
