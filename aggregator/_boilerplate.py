@@ -187,9 +187,9 @@ _BYLINE = (
     r"初审|复审|终审|本报记者|本报通讯员|特约记者|见习记者|通讯员|翻译|译者|排版|美编|采写|整理|文字编辑|图片编辑|视频"
 )
 BYLINE = re.compile(
-    r"^[(（\[【]?\s*(?P<label>"
+    r"^(?P<open>[(（\[【])?\s*(?P<label>"
     + _BYLINE
-    + r")\s*(?P<colon>[:：|｜]\s*|(?<=by)\s+|\s+(?=\S))(?P<who>.+?)\s*[)）\]】]?$",
+    + r")\s*(?P<colon>[:：|｜]\s*|(?<=by)\s+|\s+(?=\S))(?P<who>.+?)\s*(?(open)[)）\]】])$",
     _I,
 )
 # A line made of several metadata fields: "作者：张三  来源：新华网  发布时间：2025-05-20".

@@ -47,6 +47,18 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("dmy", re.compile(r"(?<![\d./-])(?P<d>\d{1,2})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)" + _Y + r"(?!\d)" + _TIME)),
     ("mdy", re.compile(r"\b" + _MON + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\s*,?\s*" + _Y + r"\b" + _TIME, re.I)),
     ("dmy-name", re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+" + _MON + r",?\s*" + _Y + r"\b" + _TIME, re.I)),
+    # "09:07, November 03, 2025": the clock time first
+    (
+        "time-mdy",
+        re.compile(
+            r"(?<![\d:])(?P<H>[01]?\d|2[0-3]):(?P<M>[0-5]\d)(?:\s*(?P<ampm>[ap])\.?m\.?)?,?\s+"
+            + _MON
+            + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\s*,?\s*"
+            + _Y
+            + r"\b",
+            re.I,
+        ),
+    ),
 ]
 _WEEKDAY = re.compile(
     r"^\s*(?:(?:mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\.?,?|星期[一二三四五六日天]|周[一二三四五六日])\s*",
@@ -74,7 +86,10 @@ _NOISE = re.compile(
     r"|\b(?:views?|hits?|reads?|clicks?)\s*[:：]?\s*\d*|\d+\s*(?:views?|hits?|reads?)\b"
     r"|(?:作者|来源|编辑|责任编辑|供稿|审核|摄影|通讯员|记者|source|author|editor|by|from)\s*[:：]\s*\S*(?:\s\S+)?"
     r"|\bby\s+[A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3}"
-    r"|[\[【(（]?\s*(?:字号|字体)\s*[:：]?.*$|\b(?:am|pm)\b|(?:北京时间|beijing time)",
+    r"|[\[【(（]?\s*(?:字号|字体)\s*[:：]?.*$|\b(?:am|pm)\b|(?:北京时间|beijing time)"
+    r"|[(（][^()（）]{1,40}[)）]"  # "(People's Daily Online)", "(Xinhua)"
+    r"|\b(?:updated|posted|published)?\s*(?:\d+|an?)\s+(?:minutes?|hours?|days?|weeks?)\s+ago\b"
+    r"|\b\d{1,2}:\d{2}(?::\d{2})?\b",
     re.I,
 )
 _YEAR = re.compile(r"(?<![\d.,])((?:19|20)\d{2})(?![\d%])")

@@ -107,8 +107,8 @@ def _byline(segment: str) -> str | None:
         if CJK.search(who):
             if len(who) > 20:
                 return None
-        elif not _NAME_LIKE.match(who.rstrip(".")):
-            return None
+        elif not _NAME_LIKE.match(re.sub(r"\s*[(（][^()（）]*[)）]\s*$", "", who).rstrip(".")):
+            return None  # "Li Hongyang (People's Daily Online)": the name before the outlet
     if label.lower().endswith("by") and not colon:
         return f"{label} {who}"
     return f"{label}{'：' if CJK.search(label) else ': '}{who}"
@@ -130,6 +130,11 @@ def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
         if SOURCE_FIELD.match(p):
             continue
         parsed = parse_date_text(p, UTC)  # only the shape matters here
+        dated_byline = _byline(p.replace(parsed.matched, " ").strip(" ,|")) if parsed else None
+        if dated_byline:  # "By Li Hongyang (People's Daily Online) 09:07, November 03, 2025"
+            authors.append(dated_byline)
+            has_date = True
+            continue
         if parsed and mostly_date(p, parsed.matched):
             has_date = True
             continue
@@ -247,9 +252,7 @@ def _choose_title(lines: list[_Line]) -> int | None:
 
 def _before_deck(lines: list[_Line], i: int) -> int:
     """A sentence-case line under a Title Case headline is its deck: the headline is the title."""
-    j = i - 1
-    while j >= 0 and lines[j].kind in ("boiler", "image"):
-        j -= 1
+    j = i - 1  # directly above: a banner with a menu between is not a headline over its deck
     if j < 0 or lines[j].kind != "text" or not is_headline(lines[j].text) or cjk_count(lines[i].text):
         return i
     if title_case_share(lines[j].text) >= 0.6 and title_case_share(lines[i].text) < 0.4:
