@@ -88,7 +88,11 @@ LSH_TITLE = (12, 3)
 # 0.1 of the body (40 values: sd 0.05 at 0.2, so a real rewrite passes) or 0.25 of the title words.
 PLAUSIBLE_BODY = 0.1
 PLAUSIBLE_TITLE = 0.25
-MAX_CANDIDATES = 64  # per LSH query; a template title shared by hundreds of pages stays cheap
+MAX_CANDIDATES = 64
+# Up to this many batches of new entries (a refresh has one), stored entries are not inserted into
+# the LSH index but query a small index of each batch (`_Run._pool_hits`): the same candidates,
+# several times cheaper per stored entry. A re-clustering (thousands of batches) inserts them.
+REVERSE_BATCHES = 4  # per LSH query; a template title shared by hundreds of pages stays cheap
 VERSION = "2"  # bump when a rule or threshold changes: stored clusters are then recomputed
 
 
@@ -440,10 +444,11 @@ def _cluster(
         if e.id in known:
             run.adopt(e, known[e.id].story_id)
     pending = [e for e in items if e.id not in known]
+    batches = [list(b) for _, b in groupby(pending, key=lambda e: e.first_seen or _EPOCH)]
     if pending:
-        run.index_pool(min(founder_key(e)[0] for e in pending))
-    for _first_seen, batch in groupby(pending, key=lambda e: e.first_seen or _EPOCH):
-        run.add_batch(list(batch))
+        run.index_pool(min(founder_key(e)[0] for e in pending), reverse=len(batches) <= REVERSE_BATCHES)
+    for batch in batches:
+        run.add_batch(batch)
     all_links = {**known, **run.new_links}
     changed = [all_links[e.id] for e in items if all_links[e.id] != links.get(e.id)]
     pkey = primary_key(cfg.priority)
@@ -476,7 +481,8 @@ class _Run:
         self.cache = _FeatureCache()
         self.new_links: dict[str, StoryLink] = {}
         self.new_signatures: dict[str, Signature] = {}
-        self.sigs: dict[str, Signature] = {}  # of the entries in the LSH index
+        self.sigs: dict[str, Signature] = {}  # of the entries in the LSH index or the pool
+        self.pool: list[tuple[Entry, Signature]] = []  # stored entries to query with (reverse mode)
         self.compared = 0
 
     # -- indexes ---------------------------------------------------------------------------
@@ -518,24 +524,66 @@ class _Run:
         title = np.count_nonzero(np.frombuffer(sig.title, "<u4") == np.frombuffer(other.title, "<u4"))
         return bool(title >= PLAUSIBLE_TITLE * _shingle.TITLE_PERM)
 
-    def index_pool(self, since: datetime) -> None:
-        """Put already-assigned entries seen within the lookback window into the LSH index."""
+    def index_pool(self, since: datetime, *, reverse: bool) -> None:
+        """Make already-assigned entries seen within the lookback window findable.
+
+        `reverse` (a refresh: one or a few new batches): keep them aside and, per batch, index the
+        batch and query it with each of them (see `_pool_hits`). Otherwise insert them all.
+        """
         horizon = _before(since, self.lookback)
         for e in self.processed:
             if (e.first_seen or _EPOCH) >= horizon:
-                self._lsh_insert(e, self._signature(e))
+                sig = self._signature(e)
+                if reverse:
+                    self.pool.append((e, sig))
+                    self.sigs[e.id] = sig
+                else:
+                    self._lsh_insert(e, sig)
+
+    def _pool_hits(
+        self, prepared: list[tuple[Entry, Signature, tuple[LeanMinHash, LeanMinHash]]], horizon: datetime
+    ) -> dict[str, tuple[list[str], list[str]]]:
+        """Pool entries colliding with each batch entry, (body hits, title hits).
+
+        LSH collisions are symmetric, so querying a small index of the batch with every pool entry
+        finds exactly what querying a big index of the pool with every batch entry would; a query
+        into a near-empty index costs a fraction of an insert into a big one.
+        """
+        body = MinHashLSH(num_perm=_shingle.BODY_PERM, params=LSH_BODY)
+        title = MinHashLSH(num_perm=_shingle.TITLE_PERM, params=LSH_TITLE)
+        hits: dict[str, tuple[list[str], list[str]]] = {}
+        for e, _sig, (b, t) in prepared:
+            hits[e.id] = ([], [])
+            if not b.is_empty():
+                body.insert(e.id, b, check_duplication=False)
+            if not t.is_empty():
+                title.insert(e.id, t, check_duplication=False)
+        for p, sig in self.pool:
+            if (p.first_seen or _EPOCH) < horizon:
+                continue
+            for i, (lsh, raw) in enumerate(((body, sig.body), (title, sig.title))):
+                lean = _shingle.lean(raw)
+                if not lean.is_empty():
+                    for k in lsh.query(lean):
+                        hits[k][i].append(p.id)
+        return hits
 
     # -- one batch (the entries first seen at one moment) ----------------------------------
     def _candidates(
-        self, e: Entry, sig: Signature, leans: tuple[LeanMinHash, LeanMinHash], horizon: datetime
+        self,
+        e: Entry,
+        sig: Signature,
+        leans: tuple[LeanMinHash, LeanMinHash],
+        horizon: datetime,
+        pool_hits: tuple[list[str], list[str]] = ([], []),
     ) -> set[str]:
         """Exact-key, pinned and plausible LSH candidates. LSH hits first seen before `horizon` (out
         of the lookback window) are dropped here: cheaper than removing them from the index."""
         cands: set[str] = set()
-        for lsh, lean in zip((self.body, self.title), leans, strict=True):
+        for lsh, lean, extra in zip((self.body, self.title), leans, pool_hits, strict=True):
             if lean.is_empty():
                 continue
-            found = [k for k in lsh.query(lean) if founder_key(self.by_id[k])[0] >= horizon]
+            found = [k for k in lsh.query(lean) if founder_key(self.by_id[k])[0] >= horizon] + extra
             if len(found) > MAX_CANDIDATES:  # keep the most recent: they are the likely copies
                 found = sorted(found, key=lambda k: founder_key(self.by_id[k]), reverse=True)[:MAX_CANDIDATES]
             cands.update(found)
@@ -551,10 +599,13 @@ class _Run:
         horizon = _before(batch[0].first_seen or _EPOCH, self.lookback)
         seen: set[str] = set()  # batch members already indexed
         edges: list[tuple[int, float, str, str, Evidence]] = []
+        prepared = []
         for e in batch:
             sig = self._signature(e)
-            leans = (_shingle.lean(sig.body), _shingle.lean(sig.title))
-            for c in sorted(self._candidates(e, sig, leans, horizon)):
+            prepared.append((e, sig, (_shingle.lean(sig.body), _shingle.lean(sig.title))))
+        pool_hits = self._pool_hits(prepared, horizon) if self.pool else {}
+        for e, sig, leans in prepared:
+            for c in sorted(self._candidates(e, sig, leans, horizon, pool_hits.get(e.id, ([], [])))):
                 if c not in self.story_of and c not in seen:
                     continue  # later in this batch: that pair is judged when c arrives
                 other = self.by_id[c]
