@@ -560,8 +560,9 @@ def _extract_file(config: Config, path: Path, source_name: str | None) -> list[A
 @pass_ctx
 @handle_errors
 def explain(ctx: Ctx, entry_id: str) -> None:
-    """Why entries were merged: the story of an entry (id or unique prefix), each member's merge rule
-    and score as stored, the evidence behind it, and each member's topic scores with matched terms."""
+    """Why entries were merged: the story of an entry (id, unique prefix, or the story's Atom id),
+    each member's merge rule and score as stored, the evidence behind it, and each member's topic
+    scores with matched terms."""
     from .dedupe import explain_story, primary_key
     from .publish import story_uri
     from .store import SQLiteStore
@@ -570,13 +571,16 @@ def explain(ctx: Ctx, entry_id: str) -> None:
     config = ctx.config
     store = SQLiteStore(config.database_path)
     try:
+        links = store.story_links()
+        if entry_id.startswith("urn:uuid:"):  # an Atom entry id, as a feed reader shows it
+            found = {sid for sid in {v.story_id for v in links.values()} if story_uri(config, sid) == entry_id}
+            entry_id = found.pop() if found else entry_id
         matches = store.find_entries(entry_id)
         if len(matches) != 1:
             raise AggregatorError(
                 f"{len(matches)} entries match id {entry_id!r}"
                 + ("; give more characters" if matches else "; run `aggregator refresh` first?")
             )
-        links = store.story_links()
         if matches[0].id not in links:
             raise AggregatorError(f"entry {matches[0].id} has no story yet; run `aggregator refresh`")
         story_id = links[matches[0].id].story_id

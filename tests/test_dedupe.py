@@ -383,6 +383,9 @@ def test_refresh_publishes_one_entry_per_story_and_late_copy_keeps_its_id(
     assert "[uni]  Senior Official from Inner Mongolia Visits JXUST  (published)" in r.output
     assert "text containment 1.00" in r.output
     assert "topic rare-earth: score" in r.output and "rare earth" in r.output
+    atom_id = r.output.split("Atom id ", 1)[1].split()[0]
+    by_atom = runner.invoke(main, ["-c", str(project / "feeds.yaml"), "explain", atom_id])
+    assert by_atom.exit_code == 0 and by_atom.output == r.output
 
 
 def test_explain_unknown_id(project: Path) -> None:
