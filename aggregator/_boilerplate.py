@@ -178,17 +178,18 @@ AUTHOR_LABELS = {"author", "authors", "editor", "editors", "reporter", "photo", 
 AUTHOR_LABELS |= {"责任编辑", "记者", "摄影"}
 
 # Byline labels. Those ending in "by" (and the Chinese ones without a colon) need no colon.
+# Plain alternatives only (no "|" inside a group): BYLINE sorts them longest first.
 _BYLINE = (
     r"draft(?:ed)?(?: by)?|revision|revised by|editor|editors|edited by|chief editor|executive editor|responsible editor|"
     r"editor in charge|author|authors|reporter|reporters|correspondent|writer|written by|words|text|story|story by|"
     r"photo|photos|photo by|photos by|photography|photographer|images?|translator|translated by|translation|"
-    r"proofread(?:er|ing)?|reviewer|reviewed by|contributor|contributed by|contributing writer|reported by|by|"
+    r"proofreader|proofreading|proofread|reviewer|reviewed by|contributor|contributed by|contributing writer|reported by|by|"
     r"编辑|责任编辑|责编|主编|审核|审校|审稿|校对|作者|文字|文/图|图/文|文|图|图片|摄影|摄|记者|撰稿|撰文|"
     r"初审|复审|终审|本报记者|本报通讯员|特约记者|见习记者|通讯员|翻译|译者|排版|美编|采写|整理|文字编辑|图片编辑|视频"
 )
 BYLINE = re.compile(
     r"^(?P<open>[(（\[【])?\s*(?P<label>"
-    + _BYLINE
+    + "|".join(sorted(_BYLINE.split("|"), key=len, reverse=True))  # "photo by" before "photo"
     + r")\s*(?P<colon>[:：|｜]\s*|(?<=by)\s+|\s+(?=\S))(?P<who>.+?)\s*(?(open)[)）\]】])$",
     _I,
 )

@@ -50,7 +50,7 @@ def is_prose(s: str) -> bool:
 
 def is_headline(s: str) -> bool:
     """A line shaped like a news headline (EN or ZH)."""
-    if len(s) > 250 or s.endswith((",", "，", "、", ":", "：", ";", "；")):
+    if len(s) > 250 or s.endswith((",", "，", "、", ":", "：", ";", "；")) or is_subtitle(s):
         return False
     c = cjk_count(s)
     words = len(WORD.findall(s))
@@ -67,6 +67,11 @@ def is_headline(s: str) -> bool:
         return False
     end = s.rstrip(CLOSERS)
     return not end.endswith(".") or end.endswith(("..", "Co.", "Ltd.", "Inc.", "U.S.", "Corp."))
+
+
+def is_subtitle(s: str) -> bool:
+    """ "——记我校稀土冶金团队": a subtitle line under the headline, opened by a dash."""
+    return s.startswith(("——", "—", "--", "– ", "- "))
 
 
 def _clean_line(raw: str) -> str:

@@ -38,6 +38,7 @@ from ._lines import (
     cjk_count,
     is_headline,
     is_prose,
+    is_subtitle,
     language_of,
     norm_key,
     prepare_lines,
@@ -220,7 +221,11 @@ def _choose_title(lines: list[_Line]) -> int | None:
             if k in ("boiler", "image"):
                 continue
             anchored = is_prose(lines[j].text)
-            if not anchored and not lead_in and lines[j].text.endswith((":", "：", ",", "，")):
+            if (
+                not anchored
+                and not lead_in
+                and (lines[j].text.endswith((":", "：", ",", "，")) or is_subtitle(lines[j].text))
+            ):
                 lead_in = True
                 continue
             break
@@ -301,7 +306,7 @@ def extract_article(
         if title_norm and n.startswith(title_norm) and len(n) - len(title_norm) <= 30 and TITLE_SITE_SEP.search(s):
             dropped.append((ln.text, "repeated title with site name"))
             continue
-        lead_in = s.endswith((":", "："))  # "各有关单位：" opens a notice
+        lead_in = s.endswith((":", "：")) or is_subtitle(s)  # "各有关单位：" opens a notice
         if not kept and not lead_in and not is_prose(s) and len(WORD.findall(s)) < 4 and cjk_count(s) < 10:
             dropped.append((ln.text, "short line between title and body"))
             continue
