@@ -45,3 +45,10 @@ def test_unchanged_refresh_keeps_outputs_and_changes_republish(project: Path, wr
     (project / "seeds" / "zz-copy.txt").write_text(seed.read_text(encoding="utf-8") + "\n补充。\n", encoding="utf-8")
     run(config, clock)
     assert feed.read_bytes() != renamed
+
+    # An entry changed in place is republished too, even at the same clock time.
+    grown = feed.read_bytes()
+    copy = project / "seeds" / "zz-copy.txt"
+    copy.write_text(copy.read_text(encoding="utf-8").replace("Baotou", "Baotou City"), encoding="utf-8")
+    run(config, clock)
+    assert feed.read_bytes() != grown

@@ -88,6 +88,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS entries_source ON entries(source);
     """,
+    # A counter bumped by every write to entries or story_links (see change_marker).
+    """
+    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO store_meta(key, value) VALUES ('generation', 0);
+    """,
 ]
 
 
@@ -171,7 +176,12 @@ class SQLiteStore:
             self.db.executemany(
                 "UPDATE entries SET payload=?, content_hash=?, canonical_url=?, last_changed=? WHERE id=?", updates
             )
+            if inserts or updates:
+                self._bump_generation()
         return out
+
+    def _bump_generation(self) -> None:
+        self.db.execute("UPDATE store_meta SET value = value + 1 WHERE key = 'generation'")
 
     def get_entry(self, entry_id: str) -> Entry | None:
         row = self.db.execute("SELECT payload, first_seen FROM entries WHERE id=?", (entry_id,)).fetchone()
@@ -200,10 +210,15 @@ class SQLiteStore:
         return int(self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
     def change_marker(self) -> str:
-        """A string that changes whenever an entry or a story link is added, changed or removed."""
-        entries = self.db.execute("SELECT COUNT(*), MAX(last_changed), TOTAL(LENGTH(id)) FROM entries").fetchone()
-        links = self.db.execute("SELECT COUNT(*), TOTAL(LENGTH(story_id) + score) FROM story_links").fetchone()
-        return f"{entries[0]}|{entries[1]}|{entries[2]}|{links[0]}|{links[1]}"
+        """A string that changes whenever an entry or a story link is added, changed or removed.
+
+        The write counter covers inserts and updates (whatever the clock says), the counts cover
+        deletions; all three are index or single-row reads, so this stays cheap at 100k entries.
+        """
+        generation = self.db.execute("SELECT value FROM store_meta WHERE key = 'generation'").fetchone()
+        entries = self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        links = self.db.execute("SELECT COUNT(*) FROM story_links").fetchone()[0]
+        return f"{generation[0] if generation else 0}|{entries}|{links}"
 
     # -- sources ----------------------------------------------------------------------------
     def get_source_state(self, name: str) -> SourceState:
@@ -258,11 +273,14 @@ class SQLiteStore:
         return {r[0]: StoryLink(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     def put_story_links(self, links: Iterable[StoryLink]) -> None:
+        rows = [(link.entry_id, link.story_id, link.rule, link.score, link.matched_with) for link in links]
         with self.transaction():
             self.db.executemany(
                 "INSERT OR REPLACE INTO story_links(entry_id, story_id, rule, score, matched_with) VALUES (?,?,?,?,?)",
-                [(link.entry_id, link.story_id, link.rule, link.score, link.matched_with) for link in links],
+                rows,
             )
+            if rows:
+                self._bump_generation()
 
     def dedupe_signatures(self, *, since: datetime | None = None) -> dict[str, tuple[str, bytes, bytes]]:
         """Stored signatures, entry id -> (basis, body, title); `since`: of entries first seen then or later."""
