@@ -72,14 +72,15 @@ def _fmt_row(label: str, r: dict[str, Any], extra: str = "") -> list[str]:
     n = r.get("entries", 0)
     rate = f"{n / wall:,.0f}" if wall and n else "-"
     rss = f"{r['rss_mb']:.0f}"
-    if r.get("workers_rss_mb"):
-        # Pool workers: the largest one, and the sampled peak of the whole process tree.
-        rss += f" (worker {r['workers_rss_mb']:.0f}; all {r.get('total_rss_mb', 0):.0f})"
-    return [label, f"{wall:.2f}", f"{n:,}", rate, rss, extra]
+    if r.get("total_rss_mb", 0) > r["rss_mb"] + 5:
+        # With pool workers: the sampled peak of the whole process tree as well.
+        rss += f" (all processes {r['total_rss_mb']:.0f})"
+    cpu = r.get("cpu_s", 0) + r.get("children_cpu_s", 0)
+    return [label, f"{wall:.2f}", f"{cpu:.1f}" if cpu else "-", f"{n:,}", rate, rss, extra]
 
 
 def table(rows: list[list[str]]) -> str:
-    head = ["stage", "wall s", "entries", "entries/s", "peak RSS MB", "notes"]
+    head = ["stage", "wall s", "CPU s", "entries", "entries/s", "peak RSS MB", "notes"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")

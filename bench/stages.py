@@ -31,7 +31,7 @@ def _rss() -> tuple[float, float]:
 
 
 class TotalRss:
-    """Samples the RSS of this process plus all its children every 20 ms; keeps the peak (MB).
+    """Samples the RSS of this process plus all its children every 100 ms; keeps the peak (MB).
 
     ru_maxrss is per process; with a pool of parser processes the total is what a machine needs.
     """
@@ -41,6 +41,7 @@ class TotalRss:
 
         self.proc = psutil.Process()
         self.peak = 0.0
+        self.cpu: dict[int, float] = {}  # pid -> last seen user+system seconds (children come and go)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -48,12 +49,25 @@ class TotalRss:
     def _run(self) -> None:
         import psutil
 
-        while not self._stop.wait(0.02):
+        children: list[psutil.Process] = []
+        tick = 0
+        # Listing children scans /proc (costly with many processes): once a second; RSS 10x a second.
+        while not self._stop.wait(0.1):
+            if tick % 10 == 0:
+                with contextlib.suppress(psutil.Error):
+                    children = self.proc.children(recursive=True)
+            tick += 1
             total = self.proc.memory_info().rss
-            for child in self.proc.children(recursive=True):
+            for child in children:
                 with contextlib.suppress(psutil.Error):
                     total += child.memory_info().rss
+                    t = child.cpu_times()
+                    self.cpu[child.pid] = t.user + t.system
             self.peak = max(self.peak, total / 2**20)
+
+    def children_cpu(self) -> float:
+        """CPU seconds used by child processes (pool workers, forkserver), as last sampled."""
+        return round(sum(self.cpu.values()), 2)
 
     def stop(self) -> float:
         self._stop.set()
@@ -152,32 +166,36 @@ def stage_reader(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bench_entries(feeds: int, seed: int) -> tuple[list[Any], dict[str, str]]:
-    """Entries (as normalise would make them) for an in-memory corpus, and entry id -> true story."""
-    from aggregator.normalize import normalize
-    from aggregator.types import RawItem
+    """Entries as normalise would make them (ids, canonical URLs, hashes; no HTML, to save memory)
+    for an in-memory corpus of `feeds` feeds, and entry id -> true story. First seen = published."""
+    from aggregator._url import canonical_url
+    from aggregator.normalize import content_hash, entry_id
+    from aggregator.types import DatePrecision, Entry
 
     from .corpus import generate
 
     corpus = generate(feeds, seed=seed)
     entries = []
     truth: dict[str, str] = {}
-    fetched = corpus.feeds[0].records[0].published.replace(year=2027)
     for spec in corpus.feeds:
+        source = f"feed{spec.index:05d}"
         for rec in spec.records:
-            item = RawItem(
-                source=f"feed{spec.index:05d}",
-                guid=rec.guid,
-                link=rec.link,
+            text = rec.text()
+            e = Entry(
+                id=entry_id(source, "guid:" + rec.guid),
+                source=source,
                 title=rec.title,
-                content_html=rec.html(),
+                link=rec.link,
+                canonical_url=canonical_url(rec.link),
+                content_html="",
+                content_text=text,
+                summary=text[:200],
+                content_hash=content_hash(rec.title, text),
                 published=rec.published,
                 updated=rec.published,
+                date_precision=DatePrecision.MINUTE,
+                first_seen=rec.published,
             )
-            e = normalize(item, fetched_at=fetched)
-            # Bodies are not needed after hashing for clustering; keep the text only.
-            import dataclasses
-
-            e = dataclasses.replace(e, content_html="", first_seen=rec.published)
             entries.append(e)
             truth[e.id] = rec.story
         spec.records.clear()  # drop the generator's copy as we go
@@ -207,8 +225,10 @@ def stage_cluster(a: dict[str, Any]) -> dict[str, Any]:
     except ImportError:
         own = None
     entries, truth = _bench_entries(a["feeds"], a.get("seed", 20261121))
+    corpus_mb = _rss()[0]
     if own is not None:
-        return {**own(entries, truth), "entries": len(entries), "via": "bench_dedupe.cluster_stage"}
+        out = own(entries, truth)
+        return {**out, "entries": len(entries), "corpus_rss_mb": corpus_mb, "via": "bench_dedupe.cluster_stage"}
     from aggregator.dedupe import build_stories
 
     t0 = time.perf_counter()
@@ -279,11 +299,13 @@ STAGES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
     sampler = TotalRss()
+    cpu0 = time.process_time()
     out = STAGES[name](args)
+    cpu = {"cpu_s": round(time.process_time() - cpu0, 2), "children_cpu_s": sampler.children_cpu()}
     total = sampler.stop()
     rss, workers = _rss()
     print(
-        json.dumps({"stage": name, **out, "rss_mb": rss, "workers_rss_mb": workers, "total_rss_mb": total}),
+        json.dumps({"stage": name, **out, **cpu, "rss_mb": rss, "workers_rss_mb": workers, "total_rss_mb": total}),
         flush=True,
     )
 
