@@ -35,7 +35,8 @@ _SOCIAL = (
 # repeated bar pattern below stays linear.
 _BAR_WORDS = (
     r"关闭|关闭窗口|关闭本页|打印|打印本页|打印此页|打印文章|返回|返回顶部|返回列表|返回首页|回到顶部|收藏|收藏本页|加入收藏|推荐|"
-    r"close|close window|print|print this page|print page|back|go back|back to top|top|go to top|return|bookmark"
+    r"close|close window|print|print this page|print page|back|go back|back to top|top|go to top|return|bookmark|"
+    r"纠错|我要纠错|report an error|corrections?"
 )
 # A line that is nothing but one navigation action.
 _SHORT_ACTIONS = (
@@ -81,8 +82,8 @@ RULES: tuple[Rule, ...] = (
     _r("share line", r"^(?:(?:" + _SOCIAL + r")(?:\s*[|｜/,，·]\s*|\s+|$)){3,}$", footer=True),
     _r(
         "subscribe line",
-        r"^(?:subscribe|sign up for|follow us|join our (?:newsletter|mailing list)|订阅|关注我们|扫一扫|扫码关注|"
-        r"微信扫一扫|长按识别|长按二维码|欢迎关注)\b.{0,100}$",
+        r"^(?:(?:subscribe|sign up for|follow us|join our (?:newsletter|mailing list))\b|订阅|关注我们|扫一扫|扫码关注|"
+        r"微信扫一扫|长按识别|长按二维码|欢迎关注).{0,100}$",
         footer=True,
     ),
     _r(
@@ -91,7 +92,7 @@ RULES: tuple[Rule, ...] = (
         r"more (?:news|stories|articles|from [\w ]{1,40})|read (?:more|next)|see also|recommended(?: for you)?|"
         r"popular (?:posts|news|articles)|latest (?:news|posts|articles)|top stories|"
         r"相关(?:新闻|文章|阅读|链接|推荐|报道)|推荐阅读|延伸阅读|热点新闻|热门(?:文章|新闻|推荐)|最新(?:新闻|文章|动态)|更多(?:新闻|阅读)|"
-        r"猜你喜欢|图片新闻)\s*[:：>»]*$",
+        r"猜你喜欢|图片新闻|相关附件|附件下载|附件|attachments?|downloads?)\s*[:：>»]*$",
         footer=True,
     ),
     _r(
