@@ -33,6 +33,7 @@ from ._dates import LABEL_RE as DATE_LABEL
 from ._dates import LONG_LINE, FoundDate, find_date, mostly_date, parse_date_text
 from ._lines import (
     CJK,
+    CLOSERS,
     TERMINAL,
     WORD,
     cjk_count,
@@ -265,6 +266,10 @@ def _before_deck(lines: list[_Line], i: int) -> int:
     return i
 
 
+def _trailing_junk(s: str) -> bool:
+    return not s.rstrip(CLOSERS).endswith(TERMINAL) and len(WORD.findall(s)) < 6 and cjk_count(s) < 15
+
+
 def extract_article(
     text: str, *, tz: tzinfo, fetched_at: datetime, extra_boilerplate: tuple[str, ...] = ()
 ) -> ArticleFields:
@@ -317,6 +322,13 @@ def extract_article(
         kept.append(i)
         paragraphs.append(s)
 
+    # Short unpunctuated lines after the last real paragraph are footer we have no rule for
+    # (link lists, "【纠错】", department tags): a body ends with a sentence.
+    last_prose = max((n for n, i in enumerate(kept) if is_prose(lines[i].text)), default=None)
+    if last_prose is not None:
+        while len(kept) > last_prose + 1 and _trailing_junk(paragraphs[-1]):
+            dropped.append((paragraphs.pop(), "short line after the body"))
+            kept.pop()
     # The header runs down to the first real paragraph (a short kept line does not end it).
     first_body = next((i for i in kept if is_prose(lines[i].text)), kept[0] if kept else len(lines))
     last_body = kept[-1] if kept else (t if t is not None else -1)
