@@ -267,7 +267,8 @@ def _before_deck(lines: list[_Line], i: int) -> int:
 
 
 def _trailing_junk(s: str) -> bool:
-    return not s.rstrip(CLOSERS).endswith(TERMINAL) and len(WORD.findall(s)) < 6 and cjk_count(s) < 15
+    """A short line without sentence punctuation ("Campus map", "Was this page useful? Yes No")."""
+    return not s.rstrip(CLOSERS).endswith(TERMINAL) and len(WORD.findall(s)) < 9 and cjk_count(s) < 20
 
 
 def extract_article(
