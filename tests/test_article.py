@@ -132,7 +132,7 @@ def test_extra_boilerplate_pattern_drops_a_line() -> None:
     text = (
         "Magnet Plant Expands Output for Wind Turbines\n\n"
         "The plant will double its output of sintered magnets by next year, the company said today.\n\n"
-        "Sponsored by Aurora Magnets Ltd of Ningbo\n"
+        "Sponsored by Aurora Magnets Ltd of Ningbo, a maker of sintered magnets for wind turbines.\n"
     )
     plain = extract_article(text, tz=TZ, fetched_at=FETCHED_AT)
     assert any("Aurora Magnets" in p for p in plain.paragraphs)
