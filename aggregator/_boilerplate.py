@@ -95,6 +95,13 @@ RULES: tuple[Rule, ...] = (
         r"猜你喜欢|图片新闻|相关附件|附件下载|附件|attachments?|downloads?)\s*[:：>»]*$",
         footer=True,
     ),
+    # Inside the body: teasers for other stories and ad markers.
+    _r(
+        "link teaser",
+        r"^(?:read more|also read|read also|see also|related(?: story| article| news)?|recommended|more on this|"
+        r"相关阅读|延伸阅读|推荐阅读|相关新闻|相关报道|阅读更多)\s*[:：]\s*\S.{0,120}$",
+    ),
+    _r("advertisement", r"^(?:advertisement|advert|sponsored content|ad|广告|推广)$"),
     _r(
         "copyright line",
         r"^copyright\b|copyright\s*(?:[:：]|©|\(c\)|\d{4})|©|\(c\)\s*(?:\d{4}|[A-Z])|版权所有|all rights reserved|"
