@@ -12,7 +12,6 @@ import nh3
 
 # XML 1.0 forbids these; feedgen/lxml refuse them, so they never get past normalize.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-_WS = re.compile(r"\s+")
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "div", "dl", "dt", "em",
@@ -34,7 +33,10 @@ def clean_text(s: str) -> str:
 
 
 def collapse_ws(s: str) -> str:
-    return _WS.sub(" ", s).strip()
+    """Runs of whitespace become one space; no leading or trailing space."""
+    # str.split() splits on exactly the characters `\s` matches (checked over all of Unicode)
+    # and is several times faster than the regex; this runs on every paragraph of every entry.
+    return " ".join(s.split())
 
 
 def sanitize_html(fragment: str) -> str:
