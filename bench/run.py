@@ -76,11 +76,12 @@ def _fmt_row(label: str, r: dict[str, Any], extra: str = "") -> list[str]:
         # With pool workers: the sampled peak of the whole process tree as well.
         rss += f" (all processes {r['total_rss_mb']:.0f})"
     cpu = r.get("cpu_s", 0) + r.get("children_cpu_s", 0)
-    return [label, f"{wall:.2f}", f"{cpu:.1f}" if cpu else "-", f"{n:,}", rate, rss, extra]
+    load = f"{r['load']:.1f}" if "load" in r else "-"
+    return [label, f"{wall:.2f}", f"{cpu:.1f}" if cpu else "-", f"{n:,}", rate, rss, load, extra]
 
 
 def table(rows: list[list[str]]) -> str:
-    head = ["stage", "wall s", "CPU s", "entries", "entries/s", "peak RSS MB", "notes"]
+    head = ["stage", "wall s", "CPU s", "entries", "entries/s", "peak RSS MB", "load", "notes"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import sys
 import threading
@@ -302,6 +303,8 @@ def main() -> None:
     cpu0 = time.process_time()
     out = STAGES[name](args)
     cpu = {"cpu_s": round(time.process_time() - cpu0, 2), "children_cpu_s": sampler.children_cpu()}
+    # Other work on the machine skews parallel stages most: record the 1-minute load average.
+    cpu["load"] = round(os.getloadavg()[0], 2)
     total = sampler.stop()
     rss, workers = _rss()
     print(
