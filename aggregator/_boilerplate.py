@@ -104,8 +104,8 @@ RULES: tuple[Rule, ...] = (
     _r("advertisement", r"^(?:advertisement|advert|sponsored content|ad|广告|推广)$"),
     _r(
         "copyright line",
-        r"^copyright\b|copyright\s*(?:[:：]|©|\(c\)|\d{4})|©|\(c\)\s*(?:\d{4}|[A-Z])|版权所有|all rights reserved|"
-        r"ICP\s*备|ICP\s*证|公网安备|备案号|技术支持\s*[:：]|powered by\b|designed by\b",
+        r"copyright\s*(?:[:：]|©|\(c\)|\d{4})|©|\(c\)\s*(?:\d{4}|[A-Z])|版权所有|all rights reserved|"
+        r"ICP\s*备|ICP\s*证|公网安备|备案号|技术支持\s*[:：]|^(?:site |website )?(?:powered|designed|developed|hosted) by\b.{0,60}$",
         footer=True,
     ),
     _r(
@@ -117,7 +117,8 @@ RULES: tuple[Rule, ...] = (
     ),
     _r(
         "cookie notice",
-        r"^(?=.{0,300}$).*\bcookies?\b.*\b(?:use|uses|accept|consent|policy|settings|preferences)\b",
+        r"^(?=.{0,300}$)(?:.*\b(?:this|our) (?:web)?site\b.*\bcookies?\b|.*\bcookies?\b.*\b(?:consent|accept all|"
+        r"cookie (?:settings|policy|preferences)|your (?:browser|experience)))",
         footer=True,
     ),
     _r(

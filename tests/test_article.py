@@ -188,3 +188,37 @@ def test_dropped_lines_say_why() -> None:
     assert reasons["关闭"] == "close/print bar"
     assert reasons["Copyright:©"] == "copyright line"
     assert reasons["HOME"] == "page header"
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The new line was designed by a university team and built by a local engineering firm.",
+        "Copyright law was not the main topic, but several speakers raised questions about patents and licensing.",
+        "Share prices of magnet makers rose after the announcement, analysts in Shanghai said.",
+        "Next year the partners will open a second laboratory in Baotou for recycling research.",
+        "Previous agreements between the two sides covered only student internships and short courses.",
+        "Related research at the institute focuses on catalysts that use cerium instead of platinum.",
+        "Contact between the university and the company began with a student project in 2019.",
+        "The address by the vice president focused on talent training and industry needs.",
+        "Subscribers to the association's data service will receive the price survey every month.",
+        "Home appliance makers are among the largest buyers of rare earth magnets in the region.",
+        "Editors of the journal said the special issue would collect papers on rare earth separation.",
+        "Source rocks for ionic clay deposits are granites that weathered over millions of years.",
+        "Photos taken by drones helped the team map the deposit faster than ground surveys.",
+        "Date palms and other crops near the mine were tested for heavy metals by the team.",
+        "会议期间，代表们点击查看了实验室的在线展示系统，并与研究人员进行了交流讨论。",
+        "学校将关闭部分老旧实验室，把资源集中到稀土新材料等重点方向上来，提升科研效率。",
+        "报告回顾了上一篇发表的研究成果，并介绍了团队下一步的研究计划和合作设想。",
+        "The company accepts scrap magnets from recyclers and pays according to the cookie-cutter price formula it published.",
+    ],
+)
+def test_prose_with_boilerplate_words_is_kept(sentence: str) -> None:
+    text = (
+        "Lab Signs Deal With Magnet Maker\n\n"
+        "The laboratory signed a three-year research agreement with a magnet maker on Tuesday, officials said.\n\n"
+        f"{sentence}\n\n"
+        "Both sides said they expected the first results within a year of the start of the project.\n"
+    )
+    f = extract_article(text, tz=TZ, fetched_at=FETCHED_AT)
+    assert sentence in f.paragraphs, f.dropped
