@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +26,9 @@ from .config import Config
 T = TypeVar("T")
 Work = Callable[..., T]  # work(config, *args)
 
-MIN_JOBS = 8  # remote sources in the run below which parsing stays in-process (start-up costs)
+# Remote sources in a run below which parsing stays in-process: starting the pool costs ~1-2 s of
+# CPU (the forkserver imports the pipeline once), about what 30 feeds of 50 entries take to parse.
+MIN_JOBS = 32
 PRELOAD = ["aggregator.pipeline"]  # imported once in the forkserver, inherited by every worker
 
 _CONFIG: Config | None = None
@@ -42,6 +45,10 @@ def cpu_count() -> int:
 def _init(config: Config) -> None:
     global _CONFIG
     _CONFIG = config
+
+
+def _noop() -> None:
+    pass
 
 
 def _call(work: Work[T], *args: Any) -> T:
@@ -64,16 +71,32 @@ class DocPool:
         self.enabled = self.workers > 1 and jobs >= MIN_JOBS
         self.max_pending = 2 * self.workers + 2
         self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
         self._pending: dict[Future[Any], Any] = {}
+        if self.enabled:
+            # Start the workers now, in the background: their start-up overlaps the first fetches.
+            threading.Thread(target=self._warm_up, daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            pool = self._executor()
+            for _ in range(self.workers):
+                pool.submit(_noop)
+        except (BrokenProcessPool, RuntimeError):  # closed already, or a worker died: submit copes
+            pass
 
     def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(PRELOAD)
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_init, initargs=(self.config,)
-            )
-        return self._pool
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("document pool is closed")
+            if self._pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(PRELOAD)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=ctx, initializer=_init, initargs=(self.config,)
+                )
+            return self._pool
 
     def submit(self, tag: Any, *args: Any) -> None:
         """Queue `work(config, *args)` for one document (run in-process right away when the pool is off).
@@ -123,9 +146,12 @@ class DocPool:
                 yield tag, result
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self.enabled = False
+            self._closed = True
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> DocPool:
         return self

@@ -16,7 +16,7 @@ from aggregator.types import Fetched
 
 from .conftest import Clock
 
-FEEDS = 8  # = _parallel.MIN_JOBS: the smallest refresh that uses the pool
+FEEDS = _parallel.MIN_JOBS  # the smallest refresh that uses the pool
 
 
 def rss(i: int) -> bytes:
