@@ -22,7 +22,7 @@ from datasketch import LeanMinHash, MinHash
 
 SHINGLE = 3  # tokens per shingle: word trigrams for English, character trigrams for Chinese
 BODY_PERM = 40  # candidate generation only (20 bands x 2 rows); every candidate is verified exactly
-TITLE_PERM = 36  # 12 bands x 3 rows
+TITLE_PERM = 36  # 9 bands x 4 rows
 MAX_TOKENS = 3000  # a very long page is judged on its first 3,000 tokens (cost stays bounded)
 SCHEME = f"crc32-k{SHINGLE}-nostop-affine32-b{BODY_PERM}-t{TITLE_PERM}-max{MAX_TOKENS}-v2"
 

@@ -81,9 +81,10 @@ NUMBERS_AGREE = 0.5  # share of the shorter text's numbers found in the other
 # LSH bands x rows. Each band costs a hash-table insert and lookup per entry, so few bands; their
 # S-curves: body (20 x 2) finds a pair with probability 0.56 at Jaccard 0.2, 0.85 at 0.3, 0.96 at
 # 0.4 and 0.01 at 0.02 (unrelated texts); a summary is a small part of its article, so its body
-# Jaccard is low: titles (12 x 3) find it, 0.81 at title-word Jaccard 0.5, 0.96 at 0.64.
+# Jaccard is low: titles (9 x 4) find it, 0.78 at title-word Jaccard 0.64, 0.98 at 0.8, 0.001 at
+# 0.1. Three rows let titles sharing two common words collide: hits then grow with the pool.
 LSH_BODY = (20, 2)
-LSH_TITLE = (12, 3)
+LSH_TITLE = (9, 4)
 # Estimated Jaccard (share of equal MinHash values) below which an LSH hit is not verified exactly:
 # 0.1 of the body (40 values: sd 0.05 at 0.2, so a real rewrite passes) or 0.25 of the title words.
 PLAUSIBLE_BODY = 0.1
@@ -93,7 +94,7 @@ MAX_CANDIDATES = 64
 # the LSH index but query a small index of each batch (`_Run._pool_hits`): the same candidates,
 # several times cheaper per stored entry. A re-clustering (thousands of batches) inserts them.
 REVERSE_BATCHES = 4  # per LSH query; a template title shared by hundreds of pages stays cheap
-VERSION = "2"  # bump when a rule or threshold changes: stored clusters are then recomputed
+VERSION = "3"  # bump when a rule or threshold changes: stored clusters are then recomputed
 
 
 def _before(t: datetime, delta: timedelta) -> datetime:
