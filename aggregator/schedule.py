@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
@@ -61,7 +61,9 @@ from .config import Config, DigestConfig
 from .errors import AggregatorError
 from .lock import instance_lock
 from .periods import due_periods, make_trigger, next_fire
-from .pipeline import Deps, make_deps, utc_now
+
+if TYPE_CHECKING:
+    from .pipeline import Deps
 
 log = logging.getLogger("aggregator.schedule")
 
@@ -70,7 +72,8 @@ RETRY_JOB = "digest-retry"
 _PERSISTENT = "default"  # the SQLAlchemy job store
 _STARTUP = "startup"  # in-memory store for the one-off checks at start (nothing to persist)
 
-DepsFactory = Callable[[Config], Deps]
+DepsFactory = Callable[[Config], "Deps"]
+Clock = Callable[[], datetime]
 
 
 def digest_job_id(name: str) -> str:
@@ -320,17 +323,21 @@ class _Stop(BaseException):
         self.signum = signum
 
 
-def run_daemon(
-    config: Config, *, deps_factory: DepsFactory = make_deps, clock: Callable[[], datetime] = utc_now
-) -> int:
+def run_daemon(config: Config, *, deps_factory: DepsFactory | None = None, clock: Clock | None = None) -> int:
     """`aggregator schedule`: hold the lock and run the jobs in the foreground until a signal.
 
     Raises LockedError (exit 3) at once if another daemon or sender holds the lock.
-    Returns the exit status (0 after SIGTERM/SIGINT).
+    Returns the exit status (0 after SIGTERM/SIGINT). Defaults: pipeline.make_deps, the real clock.
     """
     global _runtime
     with instance_lock(config, "schedule"):
-        _runtime = _Runtime(config, deps_factory)
+        # The pipeline (feedparser, trafilatura, datasketch/scipy...) is imported only once we
+        # hold the lock: a second daemon started at the same moment quits in a fraction of the
+        # time and does not slow the one that runs.
+        from .pipeline import make_deps, utc_now
+
+        clock = clock or utc_now
+        _runtime = _Runtime(config, deps_factory or make_deps)
         scheduler = build_scheduler(config, BlockingScheduler(), clock())
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -361,14 +368,17 @@ def run_daemon(
 
 @contextmanager
 def background_scheduler(
-    config: Config, *, deps_factory: DepsFactory = make_deps, clock: Callable[[], datetime] = utc_now
+    config: Config, *, deps_factory: DepsFactory | None = None, clock: Clock | None = None
 ) -> Iterator[BaseScheduler]:
     """The same jobs on a background thread, for the block's duration. The caller holds the lock.
 
     Leaving the block waits for a running job to finish.
     """
+    from .pipeline import make_deps, utc_now
+
     global _runtime
-    _runtime = _Runtime(config, deps_factory)
+    clock = clock or utc_now
+    _runtime = _Runtime(config, deps_factory or make_deps)
     scheduler = build_scheduler(config, BackgroundScheduler(), clock())
     scheduler.start()
     for line in describe_plan(config, clock()):
