@@ -59,12 +59,15 @@ def _call(work: Work[T], *args: Any) -> T:
 class DocPool:
     """Runs `work(config, *args)` per fetched document, in worker processes when it pays.
 
-    `submit` returns a Future; `drain` yields (tag, result-or-exception) for finished jobs and,
-    when more than `max_pending` are queued, waits, so at most that many documents' bytes sit
-    in the queue (memory stays bounded however fast the fetcher is).
+    `warm`: start the workers at once (when most documents are expected to need parsing), not at
+    the first document. `submit` queues a job; `drain` yields (tag, result) for finished jobs
+    and, when more than `max_pending` are queued, waits, so at most that many documents' bytes
+    sit in the queue (memory stays bounded however fast the fetcher is).
     """
 
-    def __init__(self, config: Config, work: Work[Any], *, jobs: int, workers: int | None = None) -> None:
+    def __init__(
+        self, config: Config, work: Work[Any], *, jobs: int, workers: int | None = None, warm: bool = True
+    ) -> None:
         self.config = config
         self.work = work
         self.workers = workers if workers is not None else cpu_count()
@@ -74,7 +77,7 @@ class DocPool:
         self._lock = threading.Lock()
         self._closed = False
         self._pending: dict[Future[Any], Any] = {}
-        if self.enabled:
+        if self.enabled and warm:
             # Start the workers now, in the background: their start-up overlaps the first fetches.
             threading.Thread(target=self._warm_up, daemon=True).start()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import _publish_stamp, health
-from ._parallel import DocPool
+from ._parallel import MIN_JOBS, DocPool
 from .config import Config, DigestConfig, SourceConfig
 from .dedupe import (
     DEDUPE_STATE_KEY,
@@ -306,7 +306,9 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     remote.sort(key=lambda job: -job[1].consecutive_failures)
     # Parsing is CPU work per document: a big refresh hands the fetched bytes to worker processes
     # (feedparser is single-threaded) and stores each result here as it comes back: one writer.
-    with DocPool(config, parse_fetched, jobs=len(remote)) as pool:
+    # Sources without validators always send a body: if many do, start the workers right away.
+    unconditional = sum(1 for _, st in remote if not (st.etag or st.last_modified))
+    with DocPool(config, parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS) as pool:
         for i, got in deps.fetcher.fetch_iter(remote):
             source, state = remote[i]
             if isinstance(got, Fetched) and got.content is not None:
