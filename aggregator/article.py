@@ -245,6 +245,9 @@ def _choose_title(lines: list[_Line]) -> int | None:
         return _before_deck(lines, -best[1])
     if fallback_near_date is not None:
         return fallback_near_date
+    above = _line_above_first_date(lines, limit)
+    if above is not None:
+        return above  # "Lab opens." / "Graduation 2025" over a date line: the layout says title
     if first_candidate is not None:
         return first_candidate
     # Last resort (a lowercase or oddly shaped title): the first short line right above the body.
@@ -253,6 +256,22 @@ def _choose_title(lines: list[_Line]) -> int | None:
         shaped = lines[i].kind == "text" and not is_prose(s) and len(s) <= 200 and not s.endswith(TERMINAL)
         if shaped and (len(WORD.findall(s)) >= 3 or cjk_count(s) >= 5) and not parse_date_text(s, UTC):
             return i
+    return None
+
+
+def _line_above_first_date(lines: list[_Line], limit: int) -> int | None:
+    """The content line directly above the first date/byline line, if it is short enough to be a title."""
+    for j in range(limit):
+        if lines[j].kind in ("date", "byline"):
+            i = j - 1
+            while i >= 0 and lines[i].kind == "boiler":
+                i -= 1
+            if i < 0 or lines[i].kind != "text":
+                return None
+            s = lines[i].text
+            words, c = len(WORD.findall(s)), cjk_count(s)
+            ok = (2 <= words <= 25 or c >= 4) and len(s) <= 250 and not parse_date_text(s, UTC)
+            return i if ok and not s.endswith(("。", ",", "，", ":", "：")) else None
     return None
 
 
