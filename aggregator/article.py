@@ -51,7 +51,7 @@ from .types import DatePrecision
 _QUOTES = {"“": "”", '"': '"', "‘": "’", "'": "'", "「": "」", "『": "』", "《": "》"}
 _TITLE_LABEL = re.compile(r"^(?:title|headline|标题|题目)\s*[:：]\s*", re.I)
 _NAME_LIKE = re.compile(
-    r"^[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|in|&)){0,9}$"
+    r"^(?:the\s+)?[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|in|&)){0,9}$"
 )
 
 _PICTURE_LABELS = {"photo", "photos", "image", "images", "图", "图片", "摄", "摄影", "photo by", "photos by"}
