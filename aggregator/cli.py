@@ -522,11 +522,14 @@ def _entry_fields(e: Any, tz: ZoneInfo) -> dict[str, Any]:
 
 def _extract_file(config: Config, path: Path, source_name: str | None) -> list[Any]:
     """Parse and normalise one page or feed file as a local source would, without storing it."""
+    import dataclasses
+
     from .errors import ParseError
     from .local import MAX_FILE_BYTES, kind_of
     from .normalize import normalize
     from .parse import parse_document
     from .pipeline import utc_now
+    from .topics import assign_topics
     from .types import Fetched
 
     source = None
@@ -552,7 +555,8 @@ def _extract_file(config: Config, path: Path, source_name: str | None) -> list[A
         )
     except ParseError as exc:
         raise AggregatorError(f"{path}: {exc}") from exc
-    return [normalize(item, fetched_at=now) for item in items]
+    entries = [normalize(item, fetched_at=now) for item in items]
+    return [dataclasses.replace(e, topics=assign_topics(e, config.topics)) for e in entries]
 
 
 @main.command()
