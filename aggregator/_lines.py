@@ -70,7 +70,7 @@ def is_headline(s: str) -> bool:
 
 
 def is_subtitle(s: str) -> bool:
-    """ "——记我校稀土冶金团队": a subtitle line under the headline, opened by a dash."""
+    """A subtitle line under the headline, opened by a dash ("——记我校稀土冶金团队")."""
     return s.startswith(("——", "—", "--", "– ", "- "))
 
 

@@ -47,7 +47,7 @@ TITLE_SITE_SEP = re.compile(r"\s+[-–—|｜]\s+|\s*[_｜]\s*")
 
 
 def site_from_copyright(line: str) -> str | None:
-    """ "Copyright © 2025 X. All rights reserved" -> "X"."""
+    """The owner named in a copyright line ("Copyright © 2025 X. All rights reserved" -> "X")."""
     if not _COPYRIGHT_LEAD.match(line):
         return None  # a footer line without a copyright mark names no owner
     rest = _COPYRIGHT_LEAD.sub("", line, count=1)

@@ -54,6 +54,7 @@ _NAME_LIKE = re.compile(
     r"^(?:the\s+)?[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|in|&)){0,9}$"
 )
 
+_POSTED = re.compile(r"^(?:posted|published|written|updated|filed|发布于|发表于)\s*(?:on\s+)?", re.I)
 _PICTURE_LABELS = {"photo", "photos", "image", "images", "图", "图片", "摄", "摄影", "photo by", "photos by"}
 _NO_COLON_OK = {"by", "记者", "通讯员", "文/图", "图/文", "摄", "文", "本报记者", "本报通讯员", "特约记者", "见习记者"}
 TITLE_SCAN_LINES = 60  # titles sit near the top; mid-body headings must not compete
@@ -132,7 +133,8 @@ def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
         if SOURCE_FIELD.match(p):
             continue
         parsed = parse_date_text(p, UTC)  # only the shape matters here
-        dated_byline = _byline(p.replace(parsed.matched, " ").strip(" ,|")) if parsed else None
+        undated = _POSTED.sub("", p.replace(parsed.matched, " ").strip(" ,|")) if parsed else ""
+        dated_byline = _byline(undated.strip(" ,|")) if parsed else None
         if dated_byline:  # "By Li Hongyang (People's Daily Online) 09:07, November 03, 2025"
             authors.append(dated_byline)
             has_date = True
@@ -153,7 +155,7 @@ def _metadata_fields(line: str) -> tuple[list[str], bool] | None:
 
 
 def _whole_line_date(line: str) -> tuple[list[str], bool] | None:
-    """ "Event date: 2027-03-01": a line that is a date and a few words, read as one field."""
+    """A line that is a date and a few words ("Event date: 2027-03-01"), read as one field."""
     parsed = parse_date_text(line, UTC)
     return ([], True) if parsed and mostly_date(line, parsed.matched) else None
 

@@ -17,6 +17,7 @@ import charset_normalizer
 import feedparser
 
 from ._dates import FoundDate, find_markup_date
+from ._site import TITLE_SITE_SEP
 from ._text import html_to_text, paragraphs_to_html
 from .article import extract_article, language_of
 from .errors import ParseError
@@ -308,6 +309,38 @@ def parse_article_text(
     )
 
 
+_JSONLD_AUTHOR = re.compile(r'"author"\s*:\s*(\{[^{}]{0,500}\}|\[[^\[\]]{0,2000}\]|"[^"]{1,100}")')
+_JSONLD_NAME = re.compile(r'"name"\s*:\s*"([^"]{1,100})"')
+
+
+def _jsonld_authors(page: str) -> tuple[str, ...]:
+    """Author names from a page's JSON-LD ("author": {"name": ...} or a list of them)."""
+    from html import unescape
+
+    if "ld+json" not in page:
+        return ()
+    m = _JSONLD_AUTHOR.search(page)
+    if not m:
+        return ()
+    value = m.group(1)
+    names = [value.strip('"')] if value.startswith('"') else _JSONLD_NAME.findall(value)
+    return tuple(unescape(n).strip() for n in names if n.strip())
+
+
+def _without_site_suffix(markup_title: str, text_title: str | None) -> str:
+    """Drop the site from a <title> like "Title-Site": keep the part our extractor found as the headline."""
+    if text_title and markup_title != text_title:
+        key = text_title.replace(" ", "")
+        for part in TITLE_SITE_SEP.split(markup_title):
+            if part.strip().replace(" ", "") == key:
+                return part.strip()
+        for sep in ("-", "_", "|", "｜", "—", "–"):
+            head, _, tail = markup_title.rpartition(sep)
+            if head.strip().replace(" ", "") == key and tail.strip():
+                return head.strip()
+    return markup_title
+
+
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([\w-]{2,40})""", re.I)
 
 
@@ -348,7 +381,8 @@ def parse_article_html(
     if result and getattr(result, "text", None):
         main = extract_article(str(result.text), tz=tz, fetched_at=fetched_at, extra_boilerplate=extra_boilerplate)
     paragraphs = (main.paragraphs if main and main.paragraphs else None) or whole.paragraphs
-    title = (result.title if result and result.title else None) or (main.title if main else None) or whole.title
+    ours = (main.title if main else None) or whole.title
+    title = _without_site_suffix(result.title, ours) if result and result.title else ours
     if not title and not paragraphs:
         raise ParseError("no article text found in HTML page")
     # The date: what the markup declares (<meta>, JSON-LD, <time>), else a date line or labelled
@@ -362,7 +396,7 @@ def parse_article_html(
     authors: tuple[str, ...] = ()
     if result and result.author:
         authors = tuple(a.strip() for a in str(result.author).split(";") if a.strip())
-    authors = authors or whole.authors or (main.authors if main else ())
+    authors = authors or _jsonld_authors(page) or whole.authors or (main.authors if main else ())
     url = str(result.url) if result and result.url else ""
     return RawItem(
         source=doc.source,
