@@ -92,6 +92,8 @@ _NOISE = re.compile(
     r"|\b\d{1,2}:\d{2}(?::\d{2})?\b",
     re.I,
 )
+_HANZI = re.compile(r"[\u3400-\u9fff]")
+_WEEKDAY_ZH = re.compile(r"星期[一二三四五六日天]|周[一二三四五六日]")
 _YEAR = re.compile(r"(?<![\d.,])((?:19|20)\d{2})(?![\d%])")
 _DATELINES = [
     # "On August 16, ...", "On Monday, March 3rd, 2025 ..."
@@ -207,7 +209,8 @@ def mostly_date(line: str, matched: str) -> bool:
     rest = _NOISE.sub(" ", line.replace(matched, " "))
     rest = LABEL_RE.sub(" ", rest)
     rest = re.sub(r"[\s|｜\-–—·•/\[\]()（）【】:：,，]+", "", rest)
-    return len(rest) <= 12
+    # Five Chinese characters left are words ("2025年11月4日稀土价格行情" is a headline); a weekday is not.
+    return len(rest) <= 12 and len(_HANZI.findall(_WEEKDAY_ZH.sub("", rest))) < 5
 
 
 def years_in(text: str, *, until: int) -> set[int]:

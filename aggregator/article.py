@@ -210,8 +210,8 @@ def _choose_title(lines: list[_Line]) -> int | None:
     first_candidate: int | None = None
     for i in range(limit):
         ln = lines[i]
-        if ln.kind != "text" or not is_headline(_strip_title(ln.text)) or parse_date_text(ln.text, UTC):
-            continue  # a line with a full date is a metadata line, not a headline
+        if ln.kind != "text" or not is_headline(_strip_title(ln.text)) or _labelled_date(ln.text):
+            continue  # "Time: 2025-11-4 ..." is a metadata line, not a headline
         first_candidate = first_candidate if first_candidate is not None else i
         meta_between = False
         anchored = False
@@ -259,6 +259,10 @@ def _choose_title(lines: list[_Line]) -> int | None:
         if shaped and (len(WORD.findall(s)) >= 3 or cjk_count(s) >= 5) and not parse_date_text(s, UTC):
             return i
     return None
+
+
+def _labelled_date(s: str) -> bool:
+    return any(m.group("colon") and parse_date_text(s[m.end() :], UTC, at_start=True) for m in DATE_LABEL.finditer(s))
 
 
 def _line_above_first_date(lines: list[_Line], limit: int) -> int | None:
