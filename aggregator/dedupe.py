@@ -63,9 +63,9 @@ NEAR, TEXT_TITLE, SHORT = "near-duplicate", "similar-text+title", "short-text+ti
 FOUNDER = "founder"
 _RANK = {ALWAYS: 0, URL: 1, HASH: 2, NEAR: 3, TEXT_TITLE: 4, SHORT: 5}
 
-# -- thresholds (sizes are distinct shingles of the SHORTER text; ~1 per English word or Chinese
-#    character). Chosen on tests/data/dedupe; the reasons are beside each number.
-MIN_SHINGLES = 40  # ~2 sentences: under this, shared text is too likely to be a stock phrase
+# -- thresholds (sizes are distinct shingles of the SHORTER text: about one per Chinese character,
+#    one per two English words, function words being left out). Chosen on tests/data/dedupe.
+MIN_SHINGLES = 40  # ~3 sentences: under this, shared text is too likely to be a stock phrase
 # (from size, containment for near-duplicate, containment with title support)
 BANDS: tuple[tuple[int, float, float], ...] = (
     (300, 0.55, 0.25),  # long: a reprint keeps most shingles even with a new header and footer
@@ -89,11 +89,11 @@ LSH_TITLE = (9, 4)
 # 0.1 of the body (40 values: sd 0.05 at 0.2, so a real rewrite passes) or 0.25 of the title words.
 PLAUSIBLE_BODY = 0.1
 PLAUSIBLE_TITLE = 0.25
-MAX_CANDIDATES = 64
+MAX_CANDIDATES = 64  # per LSH query; a template title shared by hundreds of pages stays cheap
 # Up to this many batches of new entries (a refresh has one), stored entries are not inserted into
 # the LSH index but query a small index of each batch (`_Run._pool_hits`): the same candidates,
 # several times cheaper per stored entry. A re-clustering (thousands of batches) inserts them.
-REVERSE_BATCHES = 4  # per LSH query; a template title shared by hundreds of pages stays cheap
+REVERSE_BATCHES = 4
 VERSION = "3"  # bump when a rule or threshold changes: stored clusters are then recomputed
 
 
