@@ -212,6 +212,8 @@ def _choose_title(lines: list[_Line]) -> int | None:
         ln = lines[i]
         if ln.kind != "text" or not is_headline(_strip_title(ln.text)) or _labelled_date(ln.text):
             continue  # "Time: 2025-11-4 ..." is a metadata line, not a headline
+        if _in_field_block(lines, i):
+            continue  # "报告人：王教授" among "报告时间：…", "报告地点：…": fields of a notice
         first_candidate = first_candidate if first_candidate is not None else i
         meta_between = False
         anchored = False
@@ -259,6 +261,16 @@ def _choose_title(lines: list[_Line]) -> int | None:
         if shaped and (len(WORD.findall(s)) >= 3 or cjk_count(s) >= 5) and not parse_date_text(s, UTC):
             return i
     return None
+
+
+_FIELD_LINE = re.compile(r"^[\w ]{1,12}[:：]\s*\S")
+
+
+def _in_field_block(lines: list[_Line], i: int) -> bool:
+    """A "label: value" line next to another one: a block of fields, not a headline."""
+    if not _FIELD_LINE.match(lines[i].text):
+        return False
+    return any(0 <= j < len(lines) and _FIELD_LINE.match(lines[j].text) for j in (i - 1, i + 1))
 
 
 def _labelled_date(s: str) -> bool:
