@@ -234,7 +234,9 @@ def digest(
         subs = tuple(d for d in config.digests if d.name == subscription)
         if not subs:
             known = ", ".join(d.name for d in config.digests) or "(none in feeds.yaml)"
-            raise click.BadParameter(f"unknown subscription {subscription!r}; known: {known}", param_hint="--subscription")
+            raise click.BadParameter(
+                f"unknown subscription {subscription!r}; known: {known}", param_hint="--subscription"
+            )
     unknown = [t for t in topics if t not in config.topics]
     if unknown:
         raise click.BadParameter(

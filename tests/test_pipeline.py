@@ -72,9 +72,7 @@ def test_edited_file_updates_same_entry(config: Config, deps: Deps, project: Pat
     assert deps.store.count_entries() == 5
 
 
-def test_failing_remote_source_is_reported_and_others_processed(
-    write_config, clock: Clock, httpserver
-) -> None:
+def test_failing_remote_source_is_reported_and_others_processed(write_config, clock: Clock, httpserver) -> None:
     httpserver.expect_request("/broken.xml").respond_with_data("oops", status=500)
     cfg = write_config(
         sources=[
