@@ -439,3 +439,22 @@ def test_refresh_path_finds_the_same_candidates_as_a_full_index(monkeypatch: pyt
         results.append((r.links, r.compared))
     assert results[0] == results[1]
     assert any(link.rule != "founder" for link in results[0][0].values() if link.entry_id in {e.id for e in new})
+
+
+if __name__ == "__main__":  # python -m tests.test_dedupe: the labelled-set figures
+    arts_, pairs_ = load_labelled()
+    cfg_ = DedupeConfig()
+    m_ = pair_metrics(arts_, pairs_, cluster(arts_.values(), cfg_))
+    print(f"{len(pairs_)} pairs ({sum(p['same'] for p in pairs_)} duplicates), {len(arts_)} articles")
+    print(
+        f"stories: precision {m_['precision']:.3f} recall {m_['recall']:.3f} (tp {m_['tp']} fp {m_['fp']} fn {m_['fn']})"
+    )
+    feats_ = {k: features(e) for k, e in arts_.items()}
+    alone = [(p, compare(arts_[p["a"]], arts_[p["b"]], feats_[p["a"]], feats_[p["b"]], cfg_).rule) for p in pairs_]
+    tp_ = sum(1 for p, r in alone if r and p["same"])
+    fp_ = sum(1 for p, r in alone if r and not p["same"])
+    fn_ = sum(1 for p, r in alone if not r and p["same"])
+    print(f"pairs judged alone: precision {tp_ / max(tp_ + fp_, 1):.3f} recall {tp_ / max(tp_ + fn_, 1):.3f}")
+    for p, r in alone:
+        if bool(r) != p["same"]:
+            print(f"  {'missed' if p['same'] else 'false merge'} alone: {p['a']} ~ {p['b']} ({p['kind']})")
