@@ -162,6 +162,7 @@ class CorpusServer:
 def _make_handler(server: CorpusServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real feed servers do
+        disable_nagle_algorithm = True  # TCP_NODELAY, as nginx and most servers set it
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: thousands of requests
             pass
