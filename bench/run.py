@@ -166,14 +166,18 @@ def main() -> None:
     print(report)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     meta = {
+        "commit": commit.stdout.strip(),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "args": {k: str(v) for k, v in vars(a).items()},
         "corpus": {"feeds": len(m["feeds"]), "entries": m["entries"], "bytes": m["bytes"]},  # type: ignore[arg-type]
     }
     (out / "latest.json").write_text(json.dumps({"meta": meta, "results": res}, indent=1), encoding="utf-8")
-    (out / "latest.md").write_text(report + "\n", encoding="utf-8")
+    head = f"Commit {meta['commit']}, {meta['finished']}, {meta['cpus']} CPUs, Python {meta['python']}.\n\n"
+    (out / "latest.md").write_text(head + report + "\n", encoding="utf-8")
 
 
 def summarize(res: dict[str, dict[str, Any]], a: argparse.Namespace, m: dict[str, Any]) -> str:
