@@ -74,7 +74,7 @@ def _fmt_row(label: str, r: dict[str, Any], extra: str = "") -> list[str]:
     rss = f"{r['rss_mb']:.0f}"
     if r.get("total_rss_mb", 0) > r["rss_mb"] + 5:
         # With pool workers: the sampled peak of the whole process tree as well.
-        rss += f" (all processes {r['total_rss_mb']:.0f})"
+        rss += f" (all processes {r['total_rss_mb']:.0f} PSS)"
     cpu = r.get("cpu_s", 0) + r.get("children_cpu_s", 0)
     load = f"{r['load']:.1f}" if "load" in r else "-"
     return [label, f"{wall:.2f}", f"{cpu:.1f}" if cpu else "-", f"{n:,}", rate, rss, load, extra]

@@ -32,7 +32,7 @@ def _rss() -> tuple[float, float]:
 
 
 class TotalRss:
-    """Samples the RSS of this process plus all its children every 100 ms; keeps the peak (MB).
+    """Samples the memory (PSS) of this process plus all its children every 100 ms; keeps the peak (MB).
 
     ru_maxrss is per process; with a pool of parser processes the total is what a machine needs.
     """
@@ -58,13 +58,22 @@ class TotalRss:
                 with contextlib.suppress(psutil.Error):
                     children = self.proc.children(recursive=True)
             tick += 1
-            total = self.proc.memory_info().rss
+            total = self._pss(self.proc)
             for child in children:
                 with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
+                    total += self._pss(child)
                     t = child.cpu_times()
                     self.cpu[child.pid] = t.user + t.system
             self.peak = max(self.peak, total / 2**20)
+
+    @staticmethod
+    def _pss(p: Any) -> int:
+        # PSS, not RSS: workers forked from one forkserver share their imported code and data;
+        # summing RSS would count those pages once per process.
+        try:
+            return int(p.memory_full_info().pss)
+        except (AttributeError, OSError):
+            return int(p.memory_info().rss)
 
     def children_cpu(self) -> float:
         """CPU seconds used by child processes (pool workers, forkserver), as last sampled."""
