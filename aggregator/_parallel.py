@@ -94,8 +94,11 @@ class DocPool:
             if self._closed:
                 raise RuntimeError("document pool is closed")
             if self._pool is None:
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(PRELOAD)
+                try:
+                    ctx: Any = multiprocessing.get_context("forkserver")
+                    ctx.set_forkserver_preload(PRELOAD)
+                except ValueError:  # no forkserver (Windows): spawn, each worker imports for itself
+                    ctx = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers, mp_context=ctx, initializer=_init, initargs=(self.config,)
                 )
