@@ -33,7 +33,6 @@ _IS_CJK = re.compile(f"^[{_CJK_CHAR}]$")
 _ALL_CJK = re.compile(f"[{_CJK_CHAR}]+$")
 # One leading character class: the regex engine scans for it fast (an alternation is twice as slow).
 _NUMBER = re.compile(r"[\d〇零一二三四五六七八九十百][\d.,〇零一二三四五六七八九十百]*")
-_ZH_NUMERAL = frozenset("〇零一二三四五六七八九十百")
 _MASK32 = np.uint64(0xFFFFFFFF)
 _MIX1 = np.uint64(0x9E3779B1)  # odd multipliers: order matters inside a shingle ("a b c" != "c b a")
 _MIX2 = np.uint64(0x85EBCA77)
