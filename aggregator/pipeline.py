@@ -8,6 +8,8 @@ Side effects (HTTP, files, database, clock) come in through `Deps`, so tests pas
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -281,6 +283,7 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     `progress(result, done, total)` is called after each source.
     """
     now = deps.clock()
+    retag_stored(config, deps, now)
     results: dict[str, SourceResult] = {}
     remote: list[tuple[SourceConfig, SourceState]] = []
     enabled = [s for s in config.sources if s.enabled]
@@ -328,6 +331,34 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
         _publish_stamp.remember(config, deps.store, outputs)
     ordered = tuple(results[s.name] for s in config.sources if s.name in results)
     return RunReport(results=ordered, outputs=tuple(outputs))
+
+
+_TOPICS_STATE_KEY = "topic-rules"
+
+
+def retag_stored(config: Config, deps: Deps, now: datetime) -> int:
+    """Re-tag stored entries when the topic rules in feeds.yaml changed since the last run.
+
+    Topics are assigned at ingest; without this, an entry whose feed answers 304 (or that left
+    its feed) would keep the old rules' topics for ever. Runs before ingest, so a first run on an
+    empty store costs nothing. Returns the number of entries whose topics changed.
+    """
+    rules = {key: rule.model_dump(mode="json") for key, rule in sorted(config.topics.items())}
+    stamp = hashlib.sha256(json.dumps(rules, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    if deps.store.get_dedupe_state(_TOPICS_STATE_KEY) == stamp:
+        return 0
+    changed = []
+    for entry in deps.store.iter_entries():
+        topics = assign_topics(entry, config.topics)
+        if topics != entry.topics:
+            changed.append(dataclasses.replace(entry, topics=topics))
+    with deps.store.transaction():
+        if changed:
+            deps.store.upsert_entries(changed, now)
+        deps.store.set_dedupe_state(_TOPICS_STATE_KEY, stamp)
+    if changed:
+        log.info("topic rules changed: re-tagged %d stored entries", len(changed))
+    return len(changed)
 
 
 def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None) -> Clustering:

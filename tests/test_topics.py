@@ -406,3 +406,30 @@ def test_summary_is_scored_when_an_entry_has_no_content_text(rules: dict[str, To
     entry = _entry("稀土永磁产业大会在包头开幕", "", summary="产学研合作签约项目20个，多家企业参加。")
     assert assign_topics(entry, rules) == ("rare-earth", "university-industry")
     assert [s.assigned for s in score_entry(entry, rules)] == [True, True]
+
+
+def test_changed_rules_retag_stored_entries_on_next_refresh(project, clock) -> None:
+    """Editing the topic rules re-tags entries already stored, even when no source changed."""
+    import yaml
+
+    from aggregator.config import load_config
+    from aggregator.pipeline import make_deps, refresh
+
+    path = project / "feeds.yaml"
+    config = load_config(path)
+    deps = make_deps(config, clock=clock)
+    try:
+        refresh(config, deps)
+        tagged = {e.title: e.topics for e in deps.store.iter_entries()}
+        assert any("rare-earth" in t for t in tagged.values())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["topics"]["rare-earth"]["min_score"] = 10_000  # nothing can reach it now
+        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        config = load_config(path)
+        report = refresh(config, deps)
+        assert all(r.updated == 0 for r in report.results)  # re-tagging is not a source change
+        assert not any("rare-earth" in e.topics for e in deps.store.iter_entries())
+        feed = (config.output_path / "topics" / "rare-earth.atom").read_text(encoding="utf-8")
+        assert "<entry" not in feed
+    finally:
+        deps.close()
