@@ -3,10 +3,10 @@
 feedparser is pure Python and single-threaded (about 0.5–1 ms per entry), and normalising (nh3,
 HTML to text) and the topic rules are CPU work per document too. Documents are independent, so a
 refresh of many feeds hands the fetched *bytes* to a pool of worker processes and stores each
-result as it comes back. Small runs stay in-process: starting workers (~0.3 s) would cost more
-than it saves, and tests stay single-process and deterministic.
+result as it comes back. Small runs stay in-process: starting workers (~1 s of CPU) would cost
+more than it saves, and most tests stay single-process.
 
-The work function is given by module path so the workers import it themselves; the pool uses
+The work function is pickled by reference, so the workers import it themselves; the pool uses
 the forkserver start method (never plain fork: the fetcher's event-loop thread is running, and
 forking a process with threads can deadlock) and preloads the pipeline's modules into it.
 """
