@@ -150,7 +150,7 @@ def refresh(ctx: Ctx, force: bool) -> None:
             click.echo(f"{'':<{width}}  skipped: {s}")
     click.echo("outputs:")
     for p in report.outputs:
-        click.echo(f"  {p}")
+        click.echo(f"  {_shown_path(p)}")
     if report.failed:
         passing = sum(1 for r in report.failed if r.consecutive_failures and not r.lasting)
         note = f" ({passing} for the first time or two: retried with backoff)" if passing else ""
@@ -158,6 +158,15 @@ def refresh(ctx: Ctx, force: bool) -> None:
             f"{len(report.failed)} of {len(report.results)} sources failed{note}; the others were processed.",
             err=True,
         )
+
+
+def _shown_path(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
 
 
 def _parse_when(value: str | None, tz: ZoneInfo, *, end: bool = False) -> datetime | None:
