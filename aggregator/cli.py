@@ -103,7 +103,10 @@ def _result_summary(r: Any, config: Config) -> str:
 
 @main.command()
 @click.option(
-    "--force", is_flag=True, help="Also fetch remote sources that are backing off or cached (not disabled ones)."
+    "--force",
+    is_flag=True,
+    help="Also fetch remote sources that are backing off or cached (not disabled ones), and re-publish"
+    " the feeds even when nothing changed.",
 )
 @pass_ctx
 @handle_errors
