@@ -15,10 +15,12 @@ import re
 import unicodedata
 import zlib
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash, MinHash
 
 SHINGLE = 3  # tokens per shingle: word trigrams for English, character trigrams for Chinese
 BODY_PERM = 40  # candidate generation only (20 bands x 2 rows); every candidate is verified exactly
@@ -150,6 +152,8 @@ def title_words(title: str) -> frozenset[str]:
 def _template(num_perm: int) -> MinHash:
     # Making a MinHash (its permutations) costs more than hashing an article: one per size, reused.
     # hashfunc=int: the values are already 32-bit hashes, and int() of an int is the cheapest call.
+    from datasketch import MinHash  # lazily: datasketch imports scipy, ~0.5 s on every CLI start
+
     return MinHash(num_perm=num_perm, seed=1, hashfunc=int, scheme="affine32")
 
 
@@ -166,6 +170,8 @@ def minhash_values(values: Any, num_perm: int) -> np.ndarray[Any, np.dtype[np.ui
 def lean(values: np.ndarray[Any, np.dtype[np.uint32]] | bytes) -> LeanMinHash:
     """A frozen datasketch MinHash over stored values, for the LSH index (cheap to make)."""
     hv = np.frombuffer(values, dtype="<u4") if isinstance(values, bytes) else values
+    from datasketch import LeanMinHash
+
     return LeanMinHash(seed=1, hashvalues=hv, scheme="affine32")
 
 

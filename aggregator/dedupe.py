@@ -44,10 +44,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasketch import LeanMinHash, MinHashLSH
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash
 
 from . import _shingle
 from ._url import canonical_url
@@ -476,6 +478,8 @@ class _Run:
         self.always = pins.always_ids
         self.by_url: dict[str, list[str]] = {}
         self.by_hash: dict[str, list[str]] = {}
+        from datasketch import MinHashLSH  # lazily: it imports scipy (~0.5 s), needed only to cluster
+
         self.body = MinHashLSH(num_perm=_shingle.BODY_PERM, params=LSH_BODY)
         self.title = MinHashLSH(num_perm=_shingle.TITLE_PERM, params=LSH_TITLE)
         self.processed: list[Entry] = []
@@ -550,6 +554,8 @@ class _Run:
         finds exactly what querying a big index of the pool with every batch entry would; a query
         into a near-empty index costs a fraction of an insert into a big one.
         """
+        from datasketch import MinHashLSH
+
         body = MinHashLSH(num_perm=_shingle.BODY_PERM, params=LSH_BODY)
         title = MinHashLSH(num_perm=_shingle.TITLE_PERM, params=LSH_TITLE)
         hits: dict[str, tuple[list[str], list[str]]] = {}
