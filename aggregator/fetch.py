@@ -315,7 +315,9 @@ class HttpFetcher:
                 for i, (source, state) in enumerate(jobs):
                     futures[portal.start_task_soon(run.fetch_one, source, state)] = i
                 for fut in concurrent.futures.as_completed(futures):
-                    yield futures[fut], fut.result()
+                    # Drop our reference as each result is handed on, so a body is freed once
+                    # it is parsed instead of living until the whole run ends.
+                    yield futures.pop(fut), fut.result()
             finally:
                 for fut in futures:
                     fut.cancel()
