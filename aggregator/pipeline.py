@@ -210,18 +210,23 @@ def _record_remote(
     moved = permanent_redirect(got.redirects)
     if moved:
         log.warning("%s: permanently moved to %s; update its url in feeds.yaml", source.name, moved)
-    if got.content is None:  # 304: nothing to parse, nothing changes
+    fetched = got
+
+    def succeeded(etag: str | None, last_modified: str | None) -> None:
         deps.store.put_source_state(
             health.after_success(
                 state,
                 now=now,
-                headers=got.headers,
+                headers=fetched.headers,
                 policy=policy,
-                etag=got.headers.get("etag") or state.etag,
-                last_modified=got.headers.get("last-modified") or state.last_modified,
+                etag=etag,
+                last_modified=last_modified,
                 permanent_redirect=moved,
             )
         )
+
+    if got.content is None:  # 304: nothing to parse, nothing changes
+        succeeded(got.headers.get("etag") or state.etag, got.headers.get("last-modified") or state.last_modified)
         return SourceResult(source.name, not_modified=True, unchanged=state.entry_count, moved_to=moved)
     entries, warnings, bad, sigs = parsed if parsed is not None else parse_fetched(config, source, got, now)
     if bad:
@@ -233,17 +238,7 @@ def _record_remote(
         if sigs:
             deps.store.put_dedupe_signatures({k: (s.basis, s.body, s.title) for k, s in sigs.items()})
     # Validators are stored only after a successful ingest, so a failed parse is retried in full.
-    deps.store.put_source_state(
-        health.after_success(
-            state,
-            now=now,
-            headers=got.headers,
-            policy=policy,
-            etag=got.etag,
-            last_modified=got.last_modified,
-            permanent_redirect=moved,
-        )
-    )
+    succeeded(got.etag, got.last_modified)
     return result
 
 
