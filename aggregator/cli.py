@@ -313,35 +313,18 @@ def _digest_one_off(
     recipient: str,
     out_dir: Path,
 ) -> None:
-    from .deliver import build_message, domain_of, list_id, message_id, unsubscribe_mailto
-    from .pipeline import make_digest, write_digest_files
+    from .config import DigestConfig
+    from .digest_send import render_copies
+    from .pipeline import write_digest_files
 
-    name = sub.name if sub else "one-off"
-    sender = config.smtp.sender
-    unsubscribe = (sub.unsubscribe_url if sub else None) or unsubscribe_mailto(sender, name)
-    result = make_digest(
-        config,
-        deps,
-        start=start,
-        end=end,
-        topics=topics or (sub.topics if sub else ()),
-        max_per_topic=sub.max_items_per_topic if sub else max_per_topic,
-        subject=sub.subject if sub else "{title}: {count} new stories, {start} – {end}",
-        subscription=name,
-        unsubscribe=unsubscribe,
-        recipient=recipient,
-    )
-    msg = build_message(
-        result,
-        sender=sender,
-        recipient=recipient,
-        msg_id=message_id(name, start, end, recipient, domain_of(sender)),
-        date=now,
-        list_id=list_id(config, name),
-        unsubscribe=unsubscribe,
-    )
-    paths = write_digest_files(result, out_dir, msg.as_bytes())
-    click.echo(f"{result.item_count} stories, {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
+    # One rendering path for one-off and scheduled digests: an ad-hoc subscription when none is named.
+    if sub is None:
+        sub = DigestConfig(name="one-off", recipients=(recipient,), topics=topics, max_items_per_topic=max_per_topic)
+    elif topics:
+        sub = sub.model_copy(update={"topics": topics})
+    count, copies = render_copies(config, deps, sub, start, end, now, (recipient,))
+    paths = write_digest_files(copies[0].digest, out_dir, copies[0].data)
+    click.echo(f"{count} stories, {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
     for p in paths:
         click.echo(f"  {p}")
 

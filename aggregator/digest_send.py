@@ -29,6 +29,7 @@ from .deliver import (
 )
 from .digest import build_context, render_digest
 from .ledger import Ledger, LedgerRow
+from .types import Digest
 
 if TYPE_CHECKING:
     from .pipeline import Deps
@@ -42,6 +43,7 @@ class RenderedCopy:
     message_id: str
     subject: str
     data: bytes
+    digest: Digest  # the rendered HTML and text, for `digest --out`
 
 
 def render_copies(
@@ -85,7 +87,7 @@ def render_copies(
             list_id=list_id(config, subscription.name),
             unsubscribe=unsubscribe,
         )
-        copies.append(RenderedCopy(recipient, mid, digest.subject, msg.as_bytes()))
+        copies.append(RenderedCopy(recipient, mid, digest.subject, msg.as_bytes(), digest))
     return int(base["count"]), copies  # type: ignore[call-overload]
 
 
