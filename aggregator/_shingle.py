@@ -15,12 +15,9 @@ import re
 import unicodedata
 import zlib
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from datasketch import LeanMinHash, MinHash
 
 SHINGLE = 3  # tokens per shingle: word trigrams for English, character trigrams for Chinese
 BODY_PERM = 40  # candidate generation only (20 bands x 2 rows); every candidate is verified exactly
@@ -149,30 +146,37 @@ def title_words(title: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=4)
-def _template(num_perm: int) -> MinHash:
-    # Making a MinHash (its permutations) costs more than hashing an article: one per size, reused.
-    # hashfunc=int: the values are already 32-bit hashes, and int() of an int is the cheapest call.
+def _permutations(num_perm: int) -> tuple[np.ndarray[Any, np.dtype[np.uint32]], np.ndarray[Any, np.dtype[np.uint32]]]:
+    """datasketch's affine32 permutations (a, b) for seed 1: its MinHash draws them, we apply them."""
     from datasketch import MinHash  # lazily: datasketch imports scipy, ~0.5 s on every CLI start
 
-    return MinHash(num_perm=num_perm, seed=1, hashfunc=int, scheme="affine32")
+    a, b = MinHash(num_perm=num_perm, seed=1, scheme="affine32").permutations
+    return a.astype(np.uint32), b.astype(np.uint32)
+
+
+_FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+_EMPTY = np.uint32(0xFFFFFFFF)
 
 
 def minhash_values(values: Any, num_perm: int) -> np.ndarray[Any, np.dtype[np.uint32]]:
-    """MinHash values (datasketch, affine32 scheme, seed 1) of already-hashed 32-bit values."""
-    m = _template(num_perm)
-    m.clear()
-    if len(values):
-        # A list of Python ints: datasketch calls hashfunc per value, and numpy scalars are slow there.
-        m.update_batch(values.tolist() if isinstance(values, np.ndarray) else values)
-    return m.digest().astype(np.uint32)
+    """MinHash values of already-hashed 32-bit values: the same as datasketch's
+    `MinHash(num_perm, seed=1, hashfunc=int, scheme="affine32").update_batch(values)`.
 
-
-def lean(values: np.ndarray[Any, np.dtype[np.uint32]] | bytes) -> LeanMinHash:
-    """A frozen datasketch MinHash over stored values, for the LSH index (cheap to make)."""
-    hv = np.frombuffer(values, dtype="<u4") if isinstance(values, bytes) else values
-    from datasketch import LeanMinHash
-
-    return LeanMinHash(seed=1, hashvalues=hv, scheme="affine32")
+    Computed here over all values at once: datasketch calls its hashfunc once per value in
+    Python, which cost more than the rest of an entry's signature. A test pins the equality,
+    so signatures stored by either stay comparable.
+    """
+    a, b = _permutations(num_perm)
+    h = np.asarray(values, dtype=np.uint64).astype(np.uint32)
+    if not len(h):
+        return np.full(num_perm, _EMPTY, dtype=np.uint32)
+    s1, m1, s2, m2, s3 = _FMIX  # MurmurHash3's finalizer, as datasketch pre-mixes each value
+    h ^= h >> s1
+    h *= m1
+    h ^= h >> s2
+    h *= m2
+    h ^= h >> s3
+    return np.asarray((h[:, None] * a + b).min(axis=0), dtype=np.uint32)
 
 
 def to_bytes(values: np.ndarray[Any, np.dtype[np.uint32]]) -> bytes:

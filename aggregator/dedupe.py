@@ -19,8 +19,8 @@ The text rules also need: publication dates within `window_days` when both are k
 numbers of the shorter text (dates, amounts) mostly found in the other — two visits to the same
 university share names and phrases, but not their dates and figures.
 
-Candidates come from MinHash LSH (datasketch) over the body shingles and over the title words,
-plus the exact-key dictionaries; no all-pairs comparison. Every candidate is then verified on
+Candidates come from MinHash LSH (datasketch's permutations and banding) over the body shingles and
+over the title words, plus the exact-key dictionaries; no all-pairs comparison. Every candidate is then verified on
 exact shingle sets, so the MinHash only needs to be good enough to find it.
 
 Stable ids: entries are processed in first-seen order, a run's new entries as one batch. A story
@@ -44,12 +44,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from datasketch import LeanMinHash
 
 from . import _shingle
 from ._url import canonical_url
@@ -384,6 +381,63 @@ class _FeatureCache:
         return f
 
 
+class _Bands:
+    """MinHash LSH: entries whose values agree on every row of at least one band collide.
+
+    The same bands as datasketch's MinHashLSH(params=(bands, rows)), so the same collisions, but
+    keyed by slices of the stored signature bytes: MinHashLSH byte-swaps and copies every band
+    of every insert and query through its storage layer, which cost more than the rest of
+    clustering. A band key seen once maps to its entry id, later ones to a list (most keys are
+    never shared, and a list per key would double the index's memory).
+    """
+
+    def __init__(self, bands: int, rows: int, num_perm: int) -> None:
+        self.width = 4 * rows  # bytes per band (little-endian uint32 values)
+        self.bands = bands
+        self.tables: list[dict[bytes, str | list[str]]] = [{} for _ in range(bands)]
+        self.empty = b"\xff" * (4 * num_perm)  # no text: every empty set would collide
+
+    def is_empty(self, raw: bytes) -> bool:
+        return raw == self.empty
+
+    def insert(self, key: str, raw: bytes) -> None:
+        if raw == self.empty:
+            return
+        w = self.width
+        for i, table in enumerate(self.tables):
+            band = raw[i * w : (i + 1) * w]
+            old = table.get(band)
+            if old is None:
+                table[band] = key
+            elif isinstance(old, str):
+                table[band] = [old, key]
+            else:
+                old.append(key)
+
+    def query(self, raw: bytes) -> set[str]:
+        out: set[str] = set()
+        if raw == self.empty:
+            return out
+        w = self.width
+        for i, table in enumerate(self.tables):
+            hit = table.get(raw[i * w : (i + 1) * w])
+            if hit is None:
+                continue
+            if isinstance(hit, str):
+                out.add(hit)
+            else:
+                out.update(hit)
+        return out
+
+
+def _bands_body() -> _Bands:
+    return _Bands(*LSH_BODY, _shingle.BODY_PERM)
+
+
+def _bands_title() -> _Bands:
+    return _Bands(*LSH_TITLE, _shingle.TITLE_PERM)
+
+
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
@@ -478,10 +532,7 @@ class _Run:
         self.always = pins.always_ids
         self.by_url: dict[str, list[str]] = {}
         self.by_hash: dict[str, list[str]] = {}
-        from datasketch import MinHashLSH  # lazily: it imports scipy (~0.5 s), needed only to cluster
-
-        self.body = MinHashLSH(num_perm=_shingle.BODY_PERM, params=LSH_BODY)
-        self.title = MinHashLSH(num_perm=_shingle.TITLE_PERM, params=LSH_TITLE)
+        self.body, self.title = _bands_body(), _bands_title()
         self.processed: list[Entry] = []
         self.cache = _FeatureCache()
         self.new_links: dict[str, StoryLink] = {}
@@ -513,11 +564,9 @@ class _Run:
             self.new_signatures[e.id] = sig
         return sig
 
-    def _lsh_insert(self, e: Entry, sig: Signature, leans: tuple[LeanMinHash, LeanMinHash] | None = None) -> None:
-        body, title = leans or (_shingle.lean(sig.body), _shingle.lean(sig.title))
-        for lsh, lean in ((self.body, body), (self.title, title)):
-            if not lean.is_empty():  # no text (or no title words): every empty set would collide
-                lsh.insert(e.id, lean, check_duplication=False)
+    def _lsh_insert(self, e: Entry, sig: Signature) -> None:
+        self.body.insert(e.id, sig.body)
+        self.title.insert(e.id, sig.title)
         self.sigs[e.id] = sig
 
     def _plausible(self, sig: Signature, other: Signature) -> bool:
@@ -546,7 +595,7 @@ class _Run:
                     self._lsh_insert(e, sig)
 
     def _pool_hits(
-        self, prepared: list[tuple[Entry, Signature, tuple[LeanMinHash, LeanMinHash]]], horizon: datetime
+        self, prepared: list[tuple[Entry, Signature]], horizon: datetime
     ) -> dict[str, tuple[list[str], list[str]]]:
         """Pool entries colliding with each batch entry, (body hits, title hits).
 
@@ -554,25 +603,18 @@ class _Run:
         finds exactly what querying a big index of the pool with every batch entry would; a query
         into a near-empty index costs a fraction of an insert into a big one.
         """
-        from datasketch import MinHashLSH
-
-        body = MinHashLSH(num_perm=_shingle.BODY_PERM, params=LSH_BODY)
-        title = MinHashLSH(num_perm=_shingle.TITLE_PERM, params=LSH_TITLE)
+        body, title = _bands_body(), _bands_title()
         hits: dict[str, tuple[list[str], list[str]]] = {}
-        for e, _sig, (b, t) in prepared:
+        for e, sig in prepared:
             hits[e.id] = ([], [])
-            if not b.is_empty():
-                body.insert(e.id, b, check_duplication=False)
-            if not t.is_empty():
-                title.insert(e.id, t, check_duplication=False)
+            body.insert(e.id, sig.body)
+            title.insert(e.id, sig.title)
         for p, sig in self.pool:
             if (p.first_seen or _EPOCH) < horizon:
                 continue
             for i, (lsh, raw) in enumerate(((body, sig.body), (title, sig.title))):
-                lean = _shingle.lean(raw)
-                if not lean.is_empty():
-                    for k in lsh.query(lean):
-                        hits[k][i].append(p.id)
+                for k in lsh.query(raw):
+                    hits[k][i].append(p.id)
         return hits
 
     # -- one batch (the entries first seen at one moment) ----------------------------------
@@ -580,17 +622,16 @@ class _Run:
         self,
         e: Entry,
         sig: Signature,
-        leans: tuple[LeanMinHash, LeanMinHash],
         horizon: datetime,
         pool_hits: tuple[list[str], list[str]] = ([], []),
     ) -> set[str]:
         """Exact-key, pinned and plausible LSH candidates. LSH hits first seen before `horizon` (out
         of the lookback window) are dropped here: cheaper than removing them from the index."""
         cands: set[str] = set()
-        for lsh, lean, extra in zip((self.body, self.title), leans, pool_hits, strict=True):
-            if lean.is_empty():
+        for lsh, raw, extra in zip((self.body, self.title), (sig.body, sig.title), pool_hits, strict=True):
+            if lsh.is_empty(raw):
                 continue
-            found = [k for k in lsh.query(lean) if founder_key(self.by_id[k])[0] >= horizon] + extra
+            found = [k for k in lsh.query(raw) if founder_key(self.by_id[k])[0] >= horizon] + extra
             if len(found) > MAX_CANDIDATES:  # keep the most recent: they are the likely copies
                 found = sorted(found, key=lambda k: founder_key(self.by_id[k]), reverse=True)[:MAX_CANDIDATES]
             cands.update(found)
@@ -606,13 +647,10 @@ class _Run:
         horizon = _before(batch[0].first_seen or _EPOCH, self.lookback)
         seen: set[str] = set()  # batch members already indexed
         edges: list[tuple[int, float, str, str, Evidence]] = []
-        prepared = []
-        for e in batch:
-            sig = self._signature(e)
-            prepared.append((e, sig, (_shingle.lean(sig.body), _shingle.lean(sig.title))))
+        prepared = [(e, self._signature(e)) for e in batch]
         pool_hits = self._pool_hits(prepared, horizon) if self.pool else {}
-        for e, sig, leans in prepared:
-            for c in sorted(self._candidates(e, sig, leans, horizon, pool_hits.get(e.id, ([], [])))):
+        for e, sig in prepared:
+            for c in sorted(self._candidates(e, sig, horizon, pool_hits.get(e.id, ([], [])))):
                 if c not in self.story_of and c not in seen:
                     continue  # later in this batch: that pair is judged when c arrives
                 other = self.by_id[c]
@@ -621,7 +659,7 @@ class _Run:
                 if ev.rule:
                     edges.append((_RANK[ev.rule], -ev.score, e.id, c, ev))
             self._index_keys(e)
-            self._lsh_insert(e, sig, leans)
+            self._lsh_insert(e, sig)
             seen.add(e.id)
         self._join(batch, edges)
 

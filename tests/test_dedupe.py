@@ -441,6 +441,27 @@ def test_refresh_path_finds_the_same_candidates_as_a_full_index(monkeypatch: pyt
     assert any(link.rule != "founder" for link in results[0][0].values() if link.entry_id in {e.id for e in new})
 
 
+def test_minhash_values_equal_datasketch_so_stored_signatures_stay_valid() -> None:
+    """The MinHash is computed here, vectorised, but must equal datasketch's (affine32, seed 1,
+    values already hashed): signatures stored by a version that let datasketch compute them are
+    compared with new ones without recomputation, so any difference would silently lose matches."""
+    import numpy as np
+    from datasketch import MinHash
+
+    from aggregator import _shingle
+
+    rng = np.random.default_rng(5)
+    texts = ["", "one", "two words", *(e.content_text for e in list(load_labelled()[0].values())[:5])]
+    samples = [_shingle.shingle_hashes(t) for t in texts]
+    samples += [rng.integers(0, 2**32, n, dtype=np.uint64) for n in (1, 3, 40, 999)]
+    for values in samples:
+        for perm in (_shingle.BODY_PERM, _shingle.TITLE_PERM):
+            m = MinHash(num_perm=perm, seed=1, hashfunc=int, scheme="affine32")
+            if len(values):
+                m.update_batch(values.tolist())
+            assert np.array_equal(_shingle.minhash_values(values, perm), m.digest().astype(np.uint32))
+
+
 if __name__ == "__main__":  # python -m tests.test_dedupe: the labelled-set figures
     arts_, pairs_ = load_labelled()
     cfg_ = DedupeConfig()
