@@ -106,12 +106,18 @@ def founder_key(e: Entry) -> tuple[datetime, str]:
     return (e.first_seen or _EPOCH, e.id)
 
 
-def primary_key(priority: Sequence[str]) -> Callable[[Entry], tuple[int, datetime, int, str]]:
-    """Source priority list first, then earliest published, then the richest content."""
+def primary_key(
+    priority: Sequence[str], lengths: Mapping[str, int] | None = None
+) -> Callable[[Entry], tuple[int, datetime, int, str]]:
+    """Source priority list first, then earliest published, then the richest content.
+
+    `lengths`: text lengths of entries passed without their text (see `Bodies`).
+    """
     rank = {name: i for i, name in enumerate(priority)}
+    sizes = lengths or {}
 
     def key(e: Entry) -> tuple[int, datetime, int, str]:
-        return (rank.get(e.source, len(rank)), e.published or _FAR, -len(e.content_text), e.id)
+        return (rank.get(e.source, len(rank)), e.published or _FAR, -sizes.get(e.id, len(e.content_text)), e.id)
 
     return key
 
@@ -345,6 +351,20 @@ def compare(a: Entry, b: Entry, fa: Features, fb: Features, cfg: DedupeConfig, p
 # -- clustering ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Bodies:
+    """Texts kept out of memory: the entries whose id is in `lengths` are passed to `cluster`
+    without their content_text (a stored corpus is mostly bodies, and clustering reads few of
+    them); `load(ids)` returns the texts of such entries when a comparison or a signature needs
+    them, `lengths` their sizes for the choice of a story's primary."""
+
+    lengths: Mapping[str, int]
+    load: Callable[[Sequence[str]], Mapping[str, str]]
+
+
+_PREFETCH = 512  # entries whose texts are loaded together
+
+
 @dataclass
 class Clustering:
     """The stories, every entry's link, and what changed (to write back to the store)."""
@@ -364,8 +384,9 @@ class _FeatureCache:
     shingle set and the numbers are only worked out when a comparison needs them.
     """
 
-    def __init__(self, size: int = 8192) -> None:
+    def __init__(self, size: int = 8192, bodies: Bodies | None = None) -> None:
         self.size = size
+        self.bodies = bodies
         self.data: OrderedDict[str, Features | _Prepared] = OrderedDict()
 
     def put(self, key: str, value: Features | _Prepared) -> None:
@@ -376,9 +397,28 @@ class _FeatureCache:
     def get(self, e: Entry) -> Features:
         f = self.data.get(e.id)
         if not isinstance(f, Features):
-            f = _features_from(e, f if f is not None else _prepare(e))
-            self.put(e.id, f)
+            self.prefetch([e])
+            f = self.data[e.id]
+        assert isinstance(f, Features)
         return f
+
+    def prefetch(self, entries: Iterable[Entry]) -> None:
+        """Work out the features of these entries, loading the texts kept out of memory at once."""
+        todo = list({e.id: e for e in entries if not isinstance(self.data.get(e.id), Features)}.values())
+        for e in with_texts(todo, self.bodies):
+            prepared = self.data.get(e.id)
+            self.put(e.id, _features_from(e, prepared if isinstance(prepared, _Prepared) else _prepare(e)))
+
+
+def with_texts(entries: list[Entry], bodies: Bodies | None) -> list[Entry]:
+    """The entries with their content_text, loaded for those passed without it."""
+    if bodies is None:
+        return entries
+    missing = [e.id for e in entries if e.id in bodies.lengths and not e.content_text]
+    if not missing:
+        return entries
+    texts = bodies.load(list(dict.fromkeys(missing)))
+    return [dataclasses.replace(e, content_text=texts[e.id]) if e.id in texts else e for e in entries]
 
 
 class _Bands:
@@ -459,14 +499,17 @@ def cluster(
     links: Mapping[str, StoryLink] | None = None,
     signatures: Mapping[str, Signature] | None = None,
     state: str | None = None,
+    bodies: Bodies | None = None,
 ) -> Clustering:
     """Assign every entry to a story, keeping stored assignments.
 
     `links` and `signatures` come from the store; `state` is the `fingerprint` the stored links
     were made with (a different one, or None with links present, means re-cluster everything).
+    `bodies`: where the texts of entries passed without them come from; the stories then hold
+    those entries as passed.
     """
     with _paused_gc():
-        return _cluster(entries, cfg, links or {}, signatures or {}, state)
+        return _cluster(entries, cfg, links or {}, signatures or {}, state, bodies)
 
 
 @contextmanager
@@ -488,6 +531,7 @@ def _cluster(
     links: Mapping[str, StoryLink],
     signatures: Mapping[str, Signature],
     state: str | None,
+    bodies: Bodies | None,
 ) -> Clustering:
     items = sorted(entries, key=founder_key)
     by_id = {e.id: e for e in items}
@@ -496,7 +540,7 @@ def _cluster(
     known = {} if recompute else {k: v for k, v in links.items() if k in by_id and v.story_id in by_id}
     # A stored member whose story founder vanished would dangle: it is re-clustered instead.
     pins = resolve_pins(cfg, items)
-    run = _Run(cfg, pins, by_id, signatures)
+    run = _Run(cfg, pins, by_id, signatures, bodies)
     for e in items:
         if e.id in known:
             run.adopt(e, known[e.id].story_id)
@@ -508,7 +552,7 @@ def _cluster(
         run.add_batch(batch)
     all_links = {**known, **run.new_links}
     changed = [all_links[e.id] for e in items if all_links[e.id] != links.get(e.id)]
-    pkey = primary_key(cfg.priority)
+    pkey = primary_key(cfg.priority, bodies.lengths if bodies else None)
     groups: dict[str, list[Entry]] = {}
     for e in items:
         groups.setdefault(all_links[e.id].story_id, []).append(e)
@@ -523,8 +567,15 @@ def _cluster(
 class _Run:
     """The state of one clustering pass: indexes over processed entries and their stories."""
 
-    def __init__(self, cfg: DedupeConfig, pins: Pins, by_id: dict[str, Entry], sigs: Mapping[str, Signature]):
-        self.cfg, self.pins, self.by_id, self.stored = cfg, pins, by_id, sigs
+    def __init__(
+        self,
+        cfg: DedupeConfig,
+        pins: Pins,
+        by_id: dict[str, Entry],
+        sigs: Mapping[str, Signature],
+        bodies: Bodies | None = None,
+    ):
+        self.cfg, self.pins, self.by_id, self.stored, self.bodies = cfg, pins, by_id, sigs, bodies
         self.lookback = timedelta(days=cfg.lookback_days)
         self.story_of: dict[str, str] = {}
         self.pinned_members: dict[str, set[str]] = {}  # story -> members with never-merge pins
@@ -534,7 +585,7 @@ class _Run:
         self.by_hash: dict[str, list[str]] = {}
         self.body, self.title = _bands_body(), _bands_title()
         self.processed: list[Entry] = []
-        self.cache = _FeatureCache()
+        self.cache = _FeatureCache(bodies=bodies)
         self.new_links: dict[str, StoryLink] = {}
         self.new_signatures: dict[str, Signature] = {}
         self.sigs: dict[str, Signature] = {}  # of the entries in the LSH index or the pool
@@ -555,14 +606,22 @@ class _Run:
             self.by_url.setdefault(e.canonical_url, []).append(e.id)
         self.by_hash.setdefault(e.content_hash, []).append(e.id)
 
-    def _signature(self, e: Entry) -> Signature:
-        sig = self.stored.get(e.id)
-        if sig is None or sig.basis != signature_basis(e):
-            prepared = _prepare(e)
-            sig = _signature_from(e, prepared)
-            self.cache.put(e.id, prepared)
-            self.new_signatures[e.id] = sig
-        return sig
+    def _signatures(self, entries: list[Entry]) -> list[Signature]:
+        """Stored signatures where still valid; the others computed (texts loaded in chunks)."""
+        out: dict[str, Signature] = {}
+        stale: list[Entry] = []
+        for e in entries:
+            sig = self.stored.get(e.id)
+            if sig is None or sig.basis != signature_basis(e):
+                stale.append(e)
+            else:
+                out[e.id] = sig
+        for i in range(0, len(stale), _PREFETCH):
+            for e in with_texts(stale[i : i + _PREFETCH], self.bodies):
+                prepared = _prepare(e)
+                out[e.id] = self.new_signatures[e.id] = _signature_from(e, prepared)
+                self.cache.put(e.id, prepared)
+        return [out[e.id] for e in entries]
 
     def _lsh_insert(self, e: Entry, sig: Signature) -> None:
         self.body.insert(e.id, sig.body)
@@ -585,14 +644,13 @@ class _Run:
         batch and query it with each of them (see `_pool_hits`). Otherwise insert them all.
         """
         horizon = _before(since, self.lookback)
-        for e in self.processed:
-            if (e.first_seen or _EPOCH) >= horizon:
-                sig = self._signature(e)
-                if reverse:
-                    self.pool.append((e, sig))
-                    self.sigs[e.id] = sig
-                else:
-                    self._lsh_insert(e, sig)
+        recent = [e for e in self.processed if (e.first_seen or _EPOCH) >= horizon]
+        for e, sig in zip(recent, self._signatures(recent), strict=True):
+            if reverse:
+                self.pool.append((e, sig))
+                self.sigs[e.id] = sig
+            else:
+                self._lsh_insert(e, sig)
 
     def _pool_hits(
         self, prepared: list[tuple[Entry, Signature]], horizon: datetime
@@ -646,21 +704,25 @@ class _Run:
     def add_batch(self, batch: list[Entry]) -> None:
         horizon = _before(batch[0].first_seen or _EPOCH, self.lookback)
         seen: set[str] = set()  # batch members already indexed
-        edges: list[tuple[int, float, str, str, Evidence]] = []
-        prepared = [(e, self._signature(e)) for e in batch]
+        prepared = list(zip(batch, self._signatures(batch), strict=True))
         pool_hits = self._pool_hits(prepared, horizon) if self.pool else {}
+        pairs: list[tuple[Entry, Entry]] = []  # candidates are found first, so texts load together
         for e, sig in prepared:
             for c in sorted(self._candidates(e, sig, horizon, pool_hits.get(e.id, ([], [])))):
-                if c not in self.story_of and c not in seen:
-                    continue  # later in this batch: that pair is judged when c arrives
-                other = self.by_id[c]
-                ev = compare(e, other, self.cache.get(e), self.cache.get(other), self.cfg, self.pins)
-                self.compared += 1
-                if ev.rule:
-                    edges.append((_RANK[ev.rule], -ev.score, e.id, c, ev))
+                if c in self.story_of or c in seen:  # else later in this batch: judged when c arrives
+                    pairs.append((e, self.by_id[c]))
             self._index_keys(e)
             self._lsh_insert(e, sig)
             seen.add(e.id)
+        edges: list[tuple[int, float, str, str, Evidence]] = []
+        for i in range(0, len(pairs), _PREFETCH):
+            chunk = pairs[i : i + _PREFETCH]
+            self.cache.prefetch(x for pair in chunk for x in pair)
+            for e, other in chunk:
+                ev = compare(e, other, self.cache.get(e), self.cache.get(other), self.cfg, self.pins)
+                self.compared += 1
+                if ev.rule:
+                    edges.append((_RANK[ev.rule], -ev.score, e.id, other.id, ev))
         self._join(batch, edges)
 
     def _join(self, batch: list[Entry], edges: list[tuple[int, float, str, str, Evidence]]) -> None:

@@ -22,6 +22,7 @@ from ._parallel import MIN_JOBS, DocPool
 from .config import Config, DigestConfig, SourceConfig
 from .dedupe import (
     DEDUPE_STATE_KEY,
+    Bodies,
     Clustering,
     Signature,
     cluster,
@@ -36,7 +37,7 @@ from .health import HealthPolicy
 from .local import read_local
 from .normalize import normalize
 from .parse import parse_document
-from .publish import publish_all
+from .publish import publish_all, select_window
 from .store import SourceState, SQLiteStore
 from .topics import assign_topics
 from .types import Digest, Entry, Fetched, RunReport, SourceResult, Story
@@ -357,19 +358,35 @@ def retag_stored(config: Config, deps: Deps, now: datetime) -> int:
 
 
 def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None) -> Clustering:
-    """Cluster the stored entries, keeping stored story assignments; loads only the signatures needed."""
+    """Cluster the stored entries, keeping stored story assignments.
+
+    Works from the entries without their bodies (most of a stored entry): clustering loads the
+    texts of the few it compares or must hash, and only the signatures it needs. The stories
+    hold those body-less entries; callers load the bodies of the stories they render.
+    """
     store = deps.store
-    entries = list(store.iter_entries(until=until))
+    entries: list[Entry] = []
+    lengths: dict[str, int] = {}
+    for entry, length in store.iter_entry_heads(until=until):
+        entries.append(entry)
+        lengths[entry.id] = length
     links = store.story_links()
     state = store.get_dedupe_state(DEDUPE_STATE_KEY)
     needed, since = signature_horizon(entries, links, state, config.dedupe)
     rows = store.dedupe_signatures(since=since) if needed else {}
     sigs = {k: Signature(*v) for k, v in rows.items()}
-    return cluster(entries, config.dedupe, links=links, signatures=sigs, state=state)
+    bodies = Bodies(lengths, store.entry_texts)
+    return cluster(entries, config.dedupe, links=links, signatures=sigs, state=state, bodies=bodies)
 
 
 def rebuild_stories(config: Config, deps: Deps) -> list[Story]:
-    """Assign new entries to stories (existing assignments stay) and store why each one joined."""
+    """Assign new entries to stories (existing assignments stay) and store why each one joined.
+
+    Returns every story, newest first. The members of the stories `publish_all` renders (the
+    feed's window, each topic's, and with `feed.archive` all) are whole entries; the others'
+    carry no body (content_html, content_text and summary empty), so a big store is never held
+    in memory whole.
+    """
     result = _cluster_stored(config, deps)
     with deps.store.transaction():
         if result.signatures:
@@ -377,7 +394,20 @@ def rebuild_stories(config: Config, deps: Deps) -> list[Story]:
         if result.changed:
             deps.store.put_story_links(result.changed)
         deps.store.set_dedupe_state(DEDUPE_STATE_KEY, fingerprint(config.dedupe))
-    return result.stories
+    stories = result.stories
+    if config.feed.archive:
+        rendered = {s.id for s in stories}
+    else:  # the same selection as publish.render_all
+        rendered = {s.id for s in select_window(config, stories)}
+        for key in config.topics:
+            rendered.update(s.id for s in select_window(config, [s for s in stories if key in s.topics]))
+    whole = deps.store.get_entries(m.id for s in stories if s.id in rendered for m in s.members)
+    return [
+        Story(s.id, whole.get(s.primary.id, s.primary), tuple(whole.get(o.id, o) for o in s.others))
+        if s.id in rendered
+        else s
+        for s in stories
+    ]
 
 
 def stories_in_window(config: Config, deps: Deps, start: datetime, end: datetime) -> list[Story]:
@@ -386,7 +416,11 @@ def stories_in_window(config: Config, deps: Deps, start: datetime, end: datetime
     Members first seen after `end` are left out, so a past window shows what was known then.
     """
     stories = _cluster_stored(config, deps, until=end).stories
-    return [s for s in stories if s.first_seen and start <= s.first_seen < end]
+    chosen = [s for s in stories if s.first_seen and start <= s.first_seen < end]
+    whole = deps.store.get_entries(m.id for s in chosen for m in s.members)
+    return [
+        Story(s.id, whole.get(s.primary.id, s.primary), tuple(whole.get(o.id, o) for o in s.others)) for s in chosen
+    ]
 
 
 def default_window(now: datetime, days: int = 7) -> tuple[datetime, datetime]:

@@ -306,6 +306,49 @@ class SQLiteStore:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO dedupe_state(key, value) VALUES (?,?)", (key, value))
 
+    # -- light reads for clustering ---------------------------------------------------------
+    # Clustering needs every stored entry's keys and dates but the text of only a few (those it
+    # compares or must hash); the bodies are most of a payload, so they stay in SQLite until asked.
+    def iter_entry_heads(self, *, until: datetime | None = None) -> Iterator[tuple[Entry, int]]:
+        """Entries without their bodies (content_html, content_text and summary empty), each with
+        the length of its content_text; in `iter_entries` order. SQLite's JSON functions drop the
+        bodies, so Python never decodes them."""
+        sql = (
+            "SELECT json_set(payload, '$.content_html', '', '$.content_text', '', '$.summary', ''),"
+            " length(json_extract(payload, '$.content_text')), first_seen FROM entries"
+        )
+        args: list[str] = []
+        if until:
+            sql += " WHERE first_seen < ?"
+            args.append(until.isoformat())
+        for payload, length, first_seen in self.db.execute(sql + " ORDER BY first_seen, id", args):
+            yield entry_from_json(payload, first_seen), length or 0
+
+    def entry_texts(self, ids: Iterable[str]) -> dict[str, str]:
+        """content_text of the given entries (those that exist), by id."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(ids)):
+            sql = f"SELECT id, json_extract(payload, '$.content_text') FROM entries WHERE id IN ({_marks(chunk)})"
+            out.update((r[0], r[1] or "") for r in self.db.execute(sql, chunk))
+        return out
+
+    def get_entries(self, ids: Iterable[str]) -> dict[str, Entry]:
+        """Whole entries (those that exist), by id."""
+        out: dict[str, Entry] = {}
+        for chunk in _chunks(list(ids)):
+            sql = f"SELECT id, payload, first_seen FROM entries WHERE id IN ({_marks(chunk)})"
+            out.update((r[0], entry_from_json(r[1], r[2])) for r in self.db.execute(sql, chunk))
+        return out
+
+
+def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _marks(chunk: list[str]) -> str:
+    return ",".join("?" * len(chunk))
+
 
 def _keep_source_updated(entry: Entry, stored_payload: str) -> Entry:
     """Keep the origin feed's `updated` as it was when the entry was first stored.
