@@ -373,8 +373,7 @@ def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None
     links = store.story_links()
     state = store.get_dedupe_state(DEDUPE_STATE_KEY)
     needed, since = signature_horizon(entries, links, state, config.dedupe)
-    rows = store.dedupe_signatures(since=since) if needed else {}
-    sigs = {k: Signature(*v) for k, v in rows.items()}
+    sigs = {k: Signature(*v) for k, v in store.dedupe_signatures(since=since).items()} if needed else {}
     bodies = Bodies(lengths, store.entry_texts)
     return cluster(entries, config.dedupe, links=links, signatures=sigs, state=state, bodies=bodies)
 

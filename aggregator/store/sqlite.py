@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreError
 from ..types import Entry
@@ -321,8 +322,29 @@ class SQLiteStore:
         if until:
             sql += " WHERE first_seen < ?"
             args.append(until.isoformat())
+        shared: dict[object, object] = {}  # one copy of the values a source repeats on every entry
+
+        def same(value: Any) -> Any:
+            return shared.setdefault(value, value)
+
         for payload, length, first_seen in self.db.execute(sql + " ORDER BY first_seen, id", args):
-            yield entry_from_json(payload, first_seen), length or 0
+            e = entry_from_json(payload, first_seen)
+            yield (
+                dataclasses.replace(
+                    e,
+                    source=same(e.source),
+                    feed=same(e.feed),
+                    location=same(e.location),
+                    site_name=same(e.site_name),
+                    site_domain=same(e.site_domain),
+                    language=same(e.language),
+                    date_provenance=same(e.date_provenance),
+                    authors=same(e.authors),
+                    topics=same(e.topics),
+                    first_seen=same(e.first_seen),
+                ),
+                length or 0,
+            )
 
     def entry_texts(self, ids: Iterable[str]) -> dict[str, str]:
         """content_text of the given entries (those that exist), by id."""
