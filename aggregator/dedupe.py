@@ -93,6 +93,10 @@ MAX_CANDIDATES = 64  # per LSH query; a template title shared by hundreds of pag
 # the LSH index but query a small index of each batch (`_Run._pool_hits`): the same candidates,
 # several times cheaper per stored entry. A re-clustering (thousands of batches) inserts them.
 REVERSE_BATCHES = 4
+# A batch this big (the first refresh of many feeds) finds the collisions among its own entries by
+# sorting their bands (`_inner_hits`) rather than through the LSH dictionaries, whose keys cost
+# ~2 KB per entry; it enters them only if another batch follows.
+BIG_BATCH = 2048
 VERSION = "3"  # bump when a rule or threshold changes: stored clusters are then recomputed
 
 
@@ -470,6 +474,28 @@ class _Bands:
         return out
 
 
+def _inner_hits(ids: list[str], sigs: list[Signature]) -> dict[str, tuple[list[str], list[str]]]:
+    """For each entry of a batch, the earlier ones colliding with it in a body band and in a title
+    band: what querying the LSH index before inserting each entry in turn would find."""
+    found: dict[int, tuple[set[int], set[int]]] = {}
+    for which, (perm, (bands, rows)) in enumerate(((_shingle.BODY_PERM, LSH_BODY), (_shingle.TITLE_PERM, LSH_TITLE))):
+        raw = b"".join(sig.title if which else sig.body for sig in sigs)
+        values = np.frombuffer(raw, dtype="<u4").reshape(len(sigs), perm)
+        positions = np.flatnonzero((values != 0xFFFFFFFF).any(axis=1))  # no text: collides with nothing
+        for band in range(bands):
+            block = values[positions, band * rows : (band + 1) * rows]
+            group = np.unique(block, axis=0, return_inverse=True)[1].ravel()
+            order = np.lexsort((positions, group))  # by band value, then by arrival
+            group, pos = group[order], positions[order]
+            starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+            sizes = np.diff(np.r_[starts, len(group)])
+            for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
+                members = pos[start : start + size].tolist()
+                for k in range(1, size):
+                    found.setdefault(members[k], (set(), set()))[which].update(members[:k])
+    return {ids[i]: ([ids[j] for j in body], [ids[j] for j in title]) for i, (body, title) in found.items()}
+
+
 def _bands_body() -> _Bands:
     return _Bands(*LSH_BODY, _shingle.BODY_PERM)
 
@@ -548,8 +574,8 @@ def _cluster(
     batches = [list(b) for _, b in groupby(pending, key=lambda e: e.first_seen or _EPOCH)]
     if pending:
         run.index_pool(min(founder_key(e)[0] for e in pending), reverse=len(batches) <= REVERSE_BATCHES)
-    for batch in batches:
-        run.add_batch(batch)
+    for i, batch in enumerate(batches):
+        run.add_batch(batch, last=i == len(batches) - 1)
     all_links = {**known, **run.new_links}
     changed = [all_links[e.id] for e in items if all_links[e.id] != links.get(e.id)]
     pkey = primary_key(cfg.priority, bodies.lengths if bodies else None)
@@ -701,19 +727,32 @@ class _Run:
         cands.discard(e.id)
         return cands
 
-    def add_batch(self, batch: list[Entry]) -> None:
+    def add_batch(self, batch: list[Entry], *, last: bool = True) -> None:
         horizon = _before(batch[0].first_seen or _EPOCH, self.lookback)
         seen: set[str] = set()  # batch members already indexed
         prepared = list(zip(batch, self._signatures(batch), strict=True))
         pool_hits = self._pool_hits(prepared, horizon) if self.pool else {}
+        big = len(batch) >= BIG_BATCH
+        inner = _inner_hits([e.id for e in batch], [sig for _, sig in prepared]) if big else {}
         pairs: list[tuple[Entry, Entry]] = []  # candidates are found first, so texts load together
         for e, sig in prepared:
-            for c in sorted(self._candidates(e, sig, horizon, pool_hits.get(e.id, ([], [])))):
+            body, title = pool_hits.get(e.id, ([], []))
+            if big:
+                more = inner.get(e.id, ([], []))
+                body, title = body + more[0], title + more[1]
+            for c in sorted(self._candidates(e, sig, horizon, (body, title))):
                 if c in self.story_of or c in seen:  # else later in this batch: judged when c arrives
                     pairs.append((e, self.by_id[c]))
             self._index_keys(e)
-            self._lsh_insert(e, sig)
+            if big:
+                self.sigs[e.id] = sig
+            else:
+                self._lsh_insert(e, sig)
             seen.add(e.id)
+        del inner
+        if big and not last:
+            for e, sig in prepared:
+                self._lsh_insert(e, sig)
         edges: list[tuple[int, float, str, str, Evidence]] = []
         for i in range(0, len(pairs), _PREFETCH):
             chunk = pairs[i : i + _PREFETCH]
