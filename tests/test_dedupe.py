@@ -462,6 +462,128 @@ def test_minhash_values_equal_datasketch_so_stored_signatures_stay_valid() -> No
             assert np.array_equal(_shingle.minhash_values(values, perm), m.digest().astype(np.uint32))
 
 
+def test_big_batch_sorting_finds_the_same_candidates_as_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big batch finds collisions among its own entries by sorting band values; forcing that
+    path for every batch (and the index for none) must give the same stories, also when a
+    later batch has to find the big one's entries in the index."""
+    import aggregator.dedupe as dedupe
+
+    arts, _ = load_labelled()
+    keys = sorted(arts)
+    one = list(arts.values())  # all first seen at T0: one batch
+    two = [dataclasses.replace(arts[k], first_seen=T0 + timedelta(hours=i % 2)) for i, k in enumerate(keys)]
+    for entries in (one, two):
+        results = []
+        for big in (10**9, 1):
+            monkeypatch.setattr(dedupe, "BIG_BATCH", big)
+            r = cluster(entries, DedupeConfig())
+            results.append((r.links, r.compared))
+        assert results[0] == results[1]
+        assert any(link.rule not in ("founder",) for link in results[0][0].values())
+
+
+def test_entries_without_bodies_cluster_the_same_and_load_only_what_they_compare() -> None:
+    """The store path passes entries without their texts (`Bodies`): the stories must be the same,
+    and only new entries (no stored signature) and compared candidates have their text loaded."""
+    from aggregator.dedupe import Bodies
+
+    arts, _ = load_labelled()
+    cfg = DedupeConfig()
+    keys = sorted(arts)
+    old = [dataclasses.replace(arts[k], first_seen=T0) for k in keys[::2]]
+    new = [dataclasses.replace(arts[k], first_seen=T0 + timedelta(hours=1)) for k in keys[1::2]]
+    stored = cluster(old, cfg)
+    whole = cluster([*old, *new], cfg, links=stored.links, signatures=stored.signatures, state=fingerprint(cfg))
+    texts = {e.id: e.content_text for e in [*old, *new]}
+    loaded: list[str] = []
+
+    def load(ids: Any) -> dict[str, str]:
+        loaded.extend(ids)
+        return {k: texts[k] for k in ids}
+
+    bare = [dataclasses.replace(e, content_text="", content_html="") for e in [*old, *new]]
+    light = cluster(
+        bare,
+        cfg,
+        links=stored.links,
+        signatures=stored.signatures,
+        state=fingerprint(cfg),
+        bodies=Bodies({k: len(v) for k, v in texts.items()}, load),
+    )
+    assert light.links == whole.links and light.compared == whole.compared
+    assert [s.primary.id for s in light.stories] == [s.primary.id for s in whole.stories]
+    assert {e.id for e in new} <= set(loaded), "new entries are hashed from their text"
+    assert len(set(loaded) - {e.id for e in new}) < len(old), "stored entries load only to be compared"
+
+
+def _two_feeds(project: Path) -> list[dict[str, str]]:
+    feeds = project / "feeds"
+    feeds.mkdir()
+    (feeds / "uni.xml").write_text(_rss(UNI_ITEMS), encoding="utf-8")
+    (feeds / "wiki.xml").write_text(_rss([WIKI_ITEM]), encoding="utf-8")
+    return [{"name": "uni", "path": "feeds/uni.xml"}, {"name": "wiki", "path": "feeds/wiki.xml"}]
+
+
+def test_rebuilt_stories_carry_whole_entries_where_published(project: Path, write_config, clock: Clock) -> None:
+    """Clustering reads the store without bodies; the stories the feed and the digest render must
+    still hold the stored entries whole (the others need not)."""
+    from aggregator.pipeline import rebuild_stories, stories_in_window
+    from aggregator.publish import select_window
+
+    config = write_config(sources=_two_feeds(project), topics={}, digests=[], feed={"max_entries": 1})
+    deps = make_deps(config, clock=clock)
+    try:
+        refresh(config, deps)
+        stories = rebuild_stories(config, deps)
+        assert len(stories) == 2
+        published = select_window(config, stories)
+        assert len(published) == 1
+        for m in published[0].members:
+            assert m == deps.store.get_entry(m.id) and m.content_html and m.content_text
+        rest = [s for s in stories if s not in published]
+        assert all(not m.content_html and not m.content_text for s in rest for m in s.members)
+        window = stories_in_window(config, deps, clock.now - timedelta(days=1), clock.now + timedelta(hours=1))
+        assert len(window) == 2
+        for m in (m for s in window for m in s.members):
+            assert m == deps.store.get_entry(m.id)
+    finally:
+        deps.close()
+
+
+def test_signatures_stored_by_another_scheme_are_recomputed_not_compared(
+    project: Path, write_config, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored signature whose basis names another shingling/MinHash scheme is recomputed from the
+    entry's text (and stored again), never compared with current ones; story ids stay."""
+    from aggregator import _shingle
+    from aggregator.dedupe import compute_signature, signature_basis
+    from aggregator.pipeline import rebuild_stories
+
+    config = write_config(sources=_two_feeds(project))
+    deps = make_deps(config, clock=clock)
+    try:
+        refresh(config, deps)
+        links = deps.store.story_links()
+        merged = next(k for k, v in links.items() if v.rule != "founder")
+        # One entry's signature as an older version stored it, and its story link not yet made.
+        deps.store.put_dedupe_signatures({merged: ("older-scheme", b"\0" * 160, b"\0" * 144)})
+        deps.store.db.execute("DELETE FROM story_links WHERE entry_id = ?", (merged,))
+        rebuild_stories(config, deps)
+        entry = deps.store.get_entry(merged)
+        assert entry is not None
+        sig = compute_signature(entry)
+        assert deps.store.dedupe_signatures()[merged] == (sig.basis, sig.body, sig.title)
+        assert deps.store.story_links() == links
+        # A new scheme: every stored signature is stale and recomputed, the stories stay.
+        monkeypatch.setattr(_shingle, "SCHEME", _shingle.SCHEME + "-next")
+        rebuild_stories(config, deps)
+        rows = deps.store.dedupe_signatures()
+        assert rows and all(rows[k][0] == signature_basis(deps.store.get_entry(k)) for k in rows)  # type: ignore[arg-type]
+        assert deps.store.story_links() == links
+    finally:
+        deps.close()
+
+
 if __name__ == "__main__":  # python -m tests.test_dedupe: the labelled-set figures
     arts_, pairs_ = load_labelled()
     cfg_ = DedupeConfig()
