@@ -1,6 +1,13 @@
 """Clustering cost per entry at 10k and 100k generated entries with ground truth (not a unit test).
 
     .venv/bin/python -m bench.bench_dedupe [--sizes 10000 100000] [--seed 7] [--json]
+    .venv/bin/python -m bench.bench_dedupe --store WORK_DIR [--fresh]
+
+`--store`: peak RSS and CPU of `pipeline.rebuild_stories` in a fresh process, on a copy of a
+refreshed project (a `bench.stages ours` work directory: feeds.yaml and state.db). `--fresh`
+first drops the story links, as in the first refresh (signatures stored by the parse workers,
+every entry to cluster); without it every entry already has its story (a refresh that stored
+a little).
 
 Each size runs in a fresh process, so its peak memory (ru_maxrss) is its own. The corpus is made
 in memory (no parsing): stories in English (Zipf-distributed pseudo-words) and Chinese (Zipf over
@@ -33,12 +40,16 @@ import hashlib
 import json
 import random
 import resource
+import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from pathlib import Path
 from typing import Any
 
 from aggregator.config import DedupeConfig
@@ -418,13 +429,52 @@ def _pool_index_time(entries: list[Entry], stored: Any, cfg: DedupeConfig, later
     return time.process_time() - c0
 
 
+def store_stage(work: Path, fresh: bool) -> dict[str, Any]:
+    """rebuild_stories on a copy of a refreshed project: CPU s and peak RSS (this process)."""
+    from aggregator.config import load_config
+    from aggregator.pipeline import make_deps, rebuild_stories
+
+    with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as tmp:
+        copy = Path(tmp)
+        shutil.copy(work / "feeds.yaml", copy)
+        shutil.copy(work / "state.db", copy)
+        if fresh:
+            with sqlite3.connect(copy / "state.db") as db:
+                db.execute("DELETE FROM story_links")
+                db.execute("DELETE FROM dedupe_state WHERE key = 'fingerprint'")
+            db.close()
+        config = load_config(copy / "feeds.yaml")
+        deps = make_deps(config)
+        try:
+            before = _peak_mb()
+            c0 = time.process_time()
+            stories = rebuild_stories(config, deps)
+            cpu = time.process_time() - c0
+            entries = deps.store.count_entries()
+        finally:
+            deps.close()
+    return {
+        "entries": entries,
+        "stories": len(stories),
+        "fresh": fresh,
+        "cpu_s": round(cpu, 2),
+        "rss_before_mb": before,
+        "peak_rss_mb": _peak_mb(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child process: one size, JSON out
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--store", type=Path, help="a refreshed project directory: time rebuild_stories on a copy")
+    ap.add_argument("--fresh", action="store_true", help="with --store: drop the story links first")
     args = ap.parse_args()
+    if args.store:
+        print(json.dumps(store_stage(args.store, args.fresh)))
+        return
     if args.one:
         print(json.dumps(run(args.one, args.seed)))
         return
