@@ -1,7 +1,8 @@
 """Entries -> stories: exact keys, near duplicates across sources, stable story ids, and why.
 
 Pure: values in, values out. The pipeline loads the stored story links and MinHash signatures,
-calls `cluster`, and writes back what changed.
+calls `cluster`, and writes back what changed. It passes the stored entries without their texts,
+with a loader (`Bodies`) that `cluster` calls for the few it compares or must hash.
 
 How two entries become one story (`compare`, first rule that applies wins):
 
