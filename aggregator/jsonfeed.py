@@ -27,13 +27,13 @@ from .types import Story
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 
-def _item(config: Config, story: Story) -> dict[str, Any]:
+def _item(config: Config, story: Story, clean_html: bool) -> dict[str, Any]:
     e = story.primary
     item: dict[str, Any] = {"id": story_uri(config, story.id)}
     if is_http_url(e.link):
         item["url"] = e.link
     item["title"] = e.title
-    item["content_html"] = content_html(story)
+    item["content_html"] = content_html(story, clean_html=clean_html)
     item["summary"] = e.summary or e.title
     if e.published:
         item["date_published"] = e.published.isoformat()
@@ -61,8 +61,13 @@ def _item(config: Config, story: Story) -> dict[str, Any]:
     return item
 
 
-def build_json_feed(config: Config, stories: Sequence[Story], *, self_path: str = "feed.json") -> bytes:
-    """Render the given stories (newest first) as a JSON Feed 1.1 document (UTF-8 bytes)."""
+def build_json_feed(
+    config: Config, stories: Sequence[Story], *, self_path: str = "feed.json", clean_html: bool = False
+) -> bytes:
+    """Render the given stories (newest first) as a JSON Feed 1.1 document (UTF-8 bytes).
+
+    `clean_html`: see `publish.content_html` (True only for bodies that are normalize's nh3 output).
+    """
     ordered = sorted(stories, key=story_key, reverse=True)
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
@@ -72,6 +77,6 @@ def build_json_feed(config: Config, stories: Sequence[Story], *, self_path: str 
         "description": config.subtitle or "Rare-earth and university–industry news, merged and deduplicated",
         "authors": [{"name": config.author}],
         "language": language_tag(config.language) or "en",
-        "items": [_item(config, s) for s in ordered],
+        "items": [_item(config, s, clean_html) for s in ordered],
     }
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
