@@ -323,7 +323,8 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     if kept is not None:
         outputs = kept
     else:
-        outputs = [str(p) for p in publish_all(config, rebuild_stories(config, deps))]
+        # Stories rebuilt from the store: every body is normalize's nh3 output (publish.content_html).
+        outputs = [str(p) for p in publish_all(config, rebuild_stories(config, deps), clean_html=True)]
         _publish_stamp.remember(config, deps.store, outputs)
     ordered = tuple(results[s.name] for s in config.sources if s.name in results)
     return RunReport(results=ordered, outputs=tuple(outputs))

@@ -275,7 +275,7 @@ def stage_publish(a: dict[str, Any]) -> dict[str, Any]:
         deps.close()
     stories = stories[: a.get("atom_entries", 10_000)]
     t0 = time.perf_counter()
-    atom = build_atom(config, stories)
+    atom = build_atom(config, stories, clean_html=True)  # bodies from the store, as refresh publishes them
     t_atom = time.perf_counter() - t0
     # 1,000 digest items: every story is a candidate for one section, 1,000 per section at most.
     digest_topics = {k: v for k, v in config.topics.items()}

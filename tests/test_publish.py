@@ -643,3 +643,95 @@ def test_json_feed_matches_atom(config: Config) -> None:
         {"url": "https://wire.example.net/story/12", "title": "Wire Service"}
     ]
     assert build_json_feed(config, list(reversed(stories))) == build_json_feed(config, stories)
+
+
+# -- publishing from the store without the second nh3 pass -----------------------------------
+
+
+def _odd_bodies_feed(feed_title: str, prefix: str) -> str:
+    """Entries whose bodies exercise what a second nh3 pass would still change or resolve."""
+    bodies = {
+        "hostile": html_escape(HOSTILE_HTML),
+        "relative": html_escape('<p>See <a href="/rel/path?a=1&amp;b=2">this</a> <img src="img/p.png" alt="p"></p>'),
+        "cr-nbsp-pre": html_escape("<p>one&#13;two&nbsp;three&#1;four</p><pre>\n\ncode\n</pre><p>\ufeffbom</p>"),
+        "twin": html_escape("<p>The same rare earth news, told by two feeds word for word.</p>"),
+        "control": html_escape("<p>A control character&#1; that XML forbids.</p>"),
+    }
+    items = "".join(
+        f"<entry><id>urn:{prefix}:{key}</id><title>Rare earth {key}</title>"
+        f"<link href='https://{prefix}.example/news/{key}'/><updated>2026-11-0{i + 1}T00:00:00Z</updated>"
+        f"<content type='html'>{body}</content></entry>"
+        for i, (key, body) in enumerate(bodies.items())
+    )
+    text_item = (
+        f"<entry><id>urn:{prefix}:text</id><title>Rare earth text</title>"
+        f"<link href='https://{prefix}.example/news/text'/><updated>2026-11-06T00:00:00Z</updated>"
+        "<content type='text'>Plain\u00a0text with a no-break space\r\nand a CR.</content></entry>"
+    )
+    return (
+        "<?xml version='1.0' encoding='utf-8'?><feed xmlns='http://www.w3.org/2005/Atom'>"
+        f"<id>urn:{prefix}:feed</id><title>{html_escape(feed_title)}</title><updated>2026-11-06T00:00:00Z</updated>"
+        f"<link href='https://{prefix}.example/'/>{items}{text_item}</feed>"
+    )
+
+
+def html_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_refresh_publishes_store_bodies_as_a_full_second_nh3_pass_would(
+    write_config: Callable[..., Config], deps: Deps, httpserver: HTTPServer
+) -> None:
+    """refresh publishes stored bodies without running nh3 on them again (they are normalize's
+    nh3 output): the files must be byte-identical to a render that does run it, hostile input
+    stays neutralised, and relative links are still made absolute."""
+    from aggregator.pipeline import rebuild_stories
+
+    config = write_config(
+        sources=[
+            {"name": "one", "url": httpserver.url_for("/one.xml")},
+            {"name": "two", "url": httpserver.url_for("/two.xml")},
+        ],
+        fetch={"allow_private_addresses": True},
+    )
+    httpserver.expect_request("/one.xml").respond_with_data(
+        _odd_bodies_feed("One", "one"), content_type="application/atom+xml"
+    )
+    httpserver.expect_request("/two.xml").respond_with_data(
+        _odd_bodies_feed("O'Brien & <Co> \u00a0Wire", "two"), content_type="application/atom+xml"
+    )
+    report = refresh(config, deps)
+    assert not any(r.failed for r in report.results), report.results
+    stories = rebuild_stories(config, deps)
+    assert any(s.others for s in stories), "the twin stories were not merged: no 'Also reported by'"
+    expected = render_all(config, stories)  # every body through nh3 again
+    written = {rel: (config.output_path / rel).read_bytes() for rel in expected}
+    assert written == expected
+    root = validate_atom(written["feed.atom"])
+    contents = "".join(c.text or "" for c in root.iter(f"{ATOM}content"))
+    assert "Also reported by" in contents and "O'Brien &amp; &lt;Co&gt;" in contents
+    assert_safe_html(contents, "feed.atom")
+    urls = re.findall(r'(?:href|src)="([^"]*)"', contents)
+    assert urls and all(_is_http(u) for u in urls), urls
+
+
+def test_stored_relative_links_are_still_resolved_without_the_second_pass(config: Config) -> None:
+    """A body that normalize stored with relative URLs (nh3 keeps them) still gets them resolved
+    against the article, or dropped without one, exactly as the full pass does."""
+    from aggregator.normalize import normalize
+    from aggregator.types import RawItem
+
+    raw = '<p>See <a href="/rel/path?a=1&amp;b=2">this</a> <img src="img/p.png" alt="p"> <a href="//cdn.example/x">x</a></p>'
+    entries = []
+    for n, link in ((1, "https://site.example/news/a"), (2, None)):
+        item = RawItem(source="s", guid=f"g{n}", link=link, title=f"Rare earth {n}", content_html=raw)
+        e = normalize(item, fetched_at=T0)
+        assert "/rel/path" in e.content_html and 'href="https://' not in e.content_html  # stored relative
+        entries.append(dataclasses.replace(e, published=T0, updated=T0 + timedelta(hours=n)))
+    stories = stories_of(entries)
+    assert render_all(config, stories, clean_html=True) == render_all(config, stories)
+    content = validate_atom(build_atom(config, stories, clean_html=True)).findall(f"{ATOM}entry/{ATOM}content")
+    assert 'href="https://site.example/rel/path?a=1&amp;b=2"' in (content[1].text or "")
+    assert 'src="https://site.example/news/img/p.png"' in (content[1].text or "")
+    assert 'href="https://cdn.example/x"' in (content[1].text or "")
+    assert "/rel/path" not in (content[0].text or "") and "img/p.png" not in (content[0].text or "")
