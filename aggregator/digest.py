@@ -8,6 +8,7 @@ inlined and clients that support them read them there.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ def template_env(directory: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _default_env() -> jinja2.Environment:
+    """The shipped templates' environment, built once: it compiles each template on first use and
+    reuses it (a scheduled send renders one digest per recipient). Jinja still checks the files'
+    mtimes, so an edited template is picked up."""
+    return template_env()
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,9 @@ def build_context(
     sections: list[DigestSection] = []
     shown: set[str] = set()
     ref = 0
+    tagged = [(s, s.topics) for s in stories]  # Story.topics walks the members: once per story
     for key in keys:
-        chosen = [s for s in stories if key in s.topics]
+        chosen = [s for s, story_topics in tagged if key in story_topics]
         items = []
         for s in chosen[:max_per_topic]:
             shown.add(s.id)
@@ -175,7 +185,7 @@ def inline_css(html: str) -> str:
 
 def render_digest(context: dict[str, object], subject_template: str, env: jinja2.Environment | None = None) -> Digest:
     """Render HTML (CSS inlined) and text from one context, and the subject from its template."""
-    env = env or template_env()
+    env = env or _default_env()
     html = inline_css(env.get_template("digest.html.j2").render(**context))
     text = env.get_template("digest.txt.j2").render(**context)
     fields = {k: context[k] for k in ("title", "count", "start", "end", "subscription")}
