@@ -20,7 +20,6 @@ Provenance rules (`source_info`):
 
 from __future__ import annotations
 
-import copy
 import functools
 import html
 import os
@@ -266,22 +265,25 @@ def select_window(config: Config, stories: Sequence[Story]) -> list[Story]:
 # -- feedgen extensions ---------------------------------------------------------------------
 
 
-def _add_provenance(entry: Any, source: SourceInfo, lang: str | None, links: list[dict[str, str]]) -> None:
-    """Adds what feedgen cannot: full atom:source, the entry's xml:lang, title type="text", and
-    the entry links (feedgen 1.0 drops rel, type and title of entry links: its loop variable
-    shadows the link dict with the new element; upstream python-feedgen issue #135)."""
-    # feedgen builds un-namespaced elements under a literal xmlns attribute; follow suit.
+def _add_provenance(entry: Any, source: Any, lang: str | None, links: list[dict[str, str]]) -> None:
+    """Adds what feedgen cannot: full atom:source (`_source_element`), the entry's xml:lang,
+    title type="text", and the entry links (feedgen 1.0 drops rel, type and title of entry links:
+    its loop variable shadows the link dict with the new element; upstream python-feedgen #135)."""
     # etree.SubElement with an attribute dict directly: this runs once per entry (10k+).
-    sub = etree.SubElement
     if lang:
         entry.set(_XML_LANG, lang)
     title = entry.find("title")
     if title is not None:
         title.set("type", "text")
     for attrs in links:
-        sub(entry, "link", attrs)
-    s = source
-    src = sub(entry, "source")
+        etree.SubElement(entry, "link", attrs)
+    entry.append(source)
+
+
+def _source_element(s: SourceInfo) -> Any:
+    """atom:source. feedgen builds un-namespaced elements under a literal xmlns attribute; so do we."""
+    sub = etree.SubElement
+    src = etree.Element("source")
     sub(src, "id").text = s.id
     sub(src, "title").text = s.title
     if s.updated:
@@ -292,6 +294,7 @@ def _add_provenance(entry: Any, source: SourceInfo, lang: str | None, links: lis
         sub(src, "link", {"rel": "self", "href": s.feed_url})
     if s.author:
         sub(sub(src, "author"), "name").text = s.author
+    return src
 
 
 class _ArchiveExtension(BaseExtension):  # type: ignore[misc]
@@ -319,19 +322,23 @@ class ArchiveLinks:
     is_archive: bool = False
 
 
-class _BuiltEntry(FeedEntry):  # type: ignore[misc]
-    """A feedgen entry whose element feedgen already built (`_entry_element`).
+class _BuiltEntry:
+    """Stands in for a feedgen FeedEntry in FeedGenerator's entry list, holding the element that
+    feedgen's own FeedEntry built (`_Entries`): one story's element is built once and can appear
+    in several documents of a build (feed, topic feeds, archives). FeedGenerator asks an Atom
+    entry only for `atom_entry()`, and offers it the feed's extensions (`register_extension`,
+    where ImportError means "no entry part", as for the archive marker)."""
 
-    FeedGenerator only asks its entries for `atom_entry()`; this lets one story's element be built
-    once and appear in several documents of a build (feed, topic feeds, archives).
-    """
+    __slots__ = ("element",)
 
     def __init__(self, element: Any) -> None:
-        super().__init__()
-        self._element = element
+        self.element = element
+
+    def register_extension(self, *args: object, **kwargs: object) -> None:
+        raise ImportError("entries are built before they are added")
 
     def atom_entry(self, extensions: bool = True) -> Any:
-        return self._element
+        return self.element
 
 
 class _Entries:
@@ -347,13 +354,14 @@ class _Entries:
         self.clean_html = clean_html
         self.scheme = config.base_url + "topics/"
         self.built: dict[str, Any] = {}
+        self.sources: dict[SourceInfo, Any] = {}  # a few hundred feeds tell 10k stories
 
     def element(self, story: Story) -> Any:
         built = self.built.get(story.id)
         if built is None:
             built = self.built[story.id] = self._build(story)
             return built
-        return copy.deepcopy(built)  # an element has one parent: the first document keeps it
+        return built.__copy__()  # a deep copy (lxml): an element has one parent, the first document keeps it
 
     def _build(self, story: Story) -> Any:
         config, e = self.config, story.primary
@@ -377,7 +385,11 @@ class _Entries:
             element = fe.atom_entry(extensions=False)
         links = [{"rel": "alternate", "type": "text/html", "href": e.link or ""}] if is_http_url(e.link) else []
         links += [{"rel": "related", "type": "text/html", "href": h, "title": t} for h, t in related_links(story)]
-        _add_provenance(element, source_info(config, e), language_tag(e.language), links)
+        info = source_info(config, e)
+        source = self.sources.get(info)
+        if source is None:
+            source = self.sources[info] = _source_element(info)
+        _add_provenance(element, source.__copy__(), language_tag(e.language), links)
         return element
 
 
