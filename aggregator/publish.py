@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import os
 import re
 import secrets
@@ -255,11 +256,16 @@ def select_window(config: Config, stories: Sequence[Story]) -> list[Story]:
     The window is anchored at the newest story, not at the clock, so the same store always gives
     the same feed. Older stories stay in the store (and in the archive pages, if enabled).
     """
-    ordered = sorted(stories, key=story_key, reverse=True)
+    return _window(config, sorted(stories, key=story_key, reverse=True))
+
+
+def _window(config: Config, ordered: list[Story]) -> list[Story]:
+    """`select_window` of stories already in feed order (newest first)."""
+    ordered = ordered[: config.feed.max_entries]
     if config.feed.max_weeks and ordered:
         cutoff = story_key(ordered[0])[0] - timedelta(weeks=config.feed.max_weeks)
-        ordered = [s for s in ordered if story_key(s)[0] >= cutoff]
-    return ordered[: config.feed.max_entries]
+        ordered = list(itertools.takewhile(lambda s: story_key(s)[0] >= cutoff, ordered))
+    return ordered
 
 
 # -- feedgen extensions ---------------------------------------------------------------------
@@ -519,13 +525,16 @@ def render_all(config: Config, stories: Sequence[Story], *, clean_html: bool = F
     if config.feed.archive:
         archives, newest_archive = archive_documents(config, stories, entries=entries)
         out.update(archives)
-    window = select_window(config, stories)
+    # Sorted once, and each story's topics (Story.topics walks its members) taken once.
+    ordered = sorted(stories, key=story_key, reverse=True)
+    tagged = [(s, s.topics) for s in ordered]
+    window = _window(config, ordered)
     links = ArchiveLinks(prev_archive=newest_archive) if newest_archive else None
     out["feed.atom"] = _build_atom(config, window, entries, archive=links)
     if config.feed.json_feed:
         out["feed.json"] = build_json_feed(config, window, clean_html=clean_html)
     for key in sorted(config.topics):
-        in_topic = select_window(config, [s for s in stories if key in s.topics])
+        in_topic = _window(config, [s for s, story_topics in tagged if key in story_topics])
         path = f"topics/{key}.atom"
         out[path] = _build_atom(config, in_topic, entries, topic=key, self_path=path)
     out["index.html"] = build_index(config, sorted(out))
