@@ -192,11 +192,12 @@ def _links_absolute(body: str) -> bool:
 
 
 def _unsettled(body: str) -> bool:
-    """Characters a second nh3 pass would still change: a no-break space (nh3 writes &nbsp;, but
+    """What a second nh3 pass would still change: a no-break space (nh3 writes &nbsp;, but
     normalize's escaped plain-text paragraphs keep it), a carriage return (from &#13;: the next
-    parse makes it a newline), a byte-order mark, and a <pre> that starts with a newline (which
-    the next parse drops). Cheap substring tests; such bodies take the full pass."""
-    return "\xa0" in body or "\r" in body or "\ufeff" in body or "<pre>\n" in body
+    parse makes it a newline), a byte-order mark, a <pre> that starts with a newline (which the
+    next parse drops), and a numeric character reference (nh3 writes none; it decodes them).
+    Cheap substring tests; such bodies take the full pass."""
+    return "\xa0" in body or "\r" in body or "\ufeff" in body or "<pre>\n" in body or "&#" in body
 
 
 def content_html(story: Story, *, clean_html: bool = False) -> str:

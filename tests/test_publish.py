@@ -276,6 +276,16 @@ def test_an_empty_title_still_makes_a_valid_entry(config: Config) -> None:
     assert root.findtext(f"{ATOM}entry/{ATOM}title") == "(untitled)"
 
 
+def test_character_references_xml_forbids_do_not_break_the_feed(config: Config) -> None:
+    """nh3 decodes &#1; and &#xFFFE; into characters XML forbids: they are dropped, the feed builds."""
+    e = make_entry(1, content_html="<p>one&#1;two&#xFFFE;three</p>")
+    for clean_html in (False, True):
+        root = validate_atom(build_atom(config, stories_of([e]), clean_html=clean_html))
+        assert root.findtext(f"{ATOM}entry/{ATOM}content") == "<p>onetwothree</p>"
+    item = json.loads(build_json_feed(config, stories_of([e])))["items"][0]
+    assert item["content_html"] == "<p>onetwothree</p>"
+
+
 def test_relative_urls_are_dropped_without_an_article_url(config: Config) -> None:
     e = local_entry(1, content_html='<p><a href="/x">x</a><img src="y.png"></p>')
     content = validate_atom(build_atom(config, stories_of([e]))).findtext(f"{ATOM}entry/{ATOM}content") or ""
