@@ -44,6 +44,8 @@ MAX_REDIRECTS = 5
 # running is probably stalled and stops holding a concurrency slot (see _Lease).
 SLOW_AFTER = 2.0
 _REDIRECTS = {301, 302, 303, 307, 308}
+# Open connections (busy and idle) kept per concurrency slot, so a host's next feed reuses one.
+KEEPALIVE_PER_SLOT = 4
 
 Job = tuple[SourceConfig, SourceState]
 
@@ -73,7 +75,10 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
             # No pool cap: the limiters in _Run bound the requests, and a stalled request that
             # handed its slot on (see _Lease) must not block the pool for the others.
             max_connections=None,
-            max_keepalive_connections=config.concurrency,
+            # httpcore 1.0 compares this with *all* its connections, busy ones included, so a
+            # cap of `concurrency` closed every connection as it went idle: no keep-alive at all
+            # in a busy run. Room for idle connections beside the busy ones keeps them reusable.
+            max_keepalive_connections=KEEPALIVE_PER_SLOT * config.concurrency,
             keepalive_expiry=5.0,
             network_backend=GuardedBackend(policy),
         )
@@ -186,9 +191,11 @@ class _Run:
                 status = resp.status_code
                 resp_headers = dict(resp.headers)
                 if status in _REDIRECTS and resp.headers.get("location"):
+                    await _drain(resp)
                     url = _next_hop(url, resp.headers["location"], seen, hops, status)
                     continue
                 if status == 304:
+                    await _drain(resp)
                     return Fetched(
                         source.name,
                         url,
@@ -200,6 +207,7 @@ class _Run:
                         redirects=tuple(hops),
                     )
                 if not 200 <= status < 300:
+                    await _drain(resp)
                     reason = resp.reason_phrase or ""
                     raise HttpStatusError(
                         f"HTTP {status} {reason}".rstrip() + f" from {url}",
@@ -236,6 +244,22 @@ class _Run:
         except (UnsupportedEncodingError, ValueError) as exc:
             raise FetchError(str(exc)) from exc
         return body.result()
+
+
+# A body this small is read to its end rather than dropped, so the connection stays reusable.
+DRAIN_MAX = 64 * 1024
+
+
+async def _drain(resp: httpx.Response) -> None:
+    """Read a small unwanted body (304, redirect, error page) so the connection can be reused.
+
+    httpcore keeps a connection only when the previous response was read to its end; closing
+    it earlier throws the connection away. Bodies of unknown or large size are not worth it.
+    """
+    declared = resp.headers.get("content-length", "")
+    if resp.status_code == 304 or (declared.isdigit() and int(declared) <= DRAIN_MAX):
+        async for _ in resp.aiter_raw():
+            pass
 
 
 def _next_hop(url: str, location: str, seen: list[str], hops: list[tuple[int, str]], status: int) -> str:

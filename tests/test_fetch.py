@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -508,3 +509,79 @@ def test_concurrency_and_per_host_limits(feeds: Feeds, concurrency: int, per_hos
     jobs = [(SourceConfig(name=f"p{i}", url=feeds.url(f"/p{i}.xml")), SourceState(f"p{i}")) for i in range(6)]
     assert all(isinstance(r, Fetched) for r in fetcher.fetch_many(jobs))
     assert min(expected, 2) <= peak[0] <= expected  # the limit holds, and requests do overlap
+
+
+class KeepAliveServer:
+    """A stdlib HTTP/1.1 server that keeps connections open (werkzeug's test server closes each
+    one). Answers: /feedN.xml 200 with an ETag (304 when it matches), /moved.xml 302 to /feed0.xml,
+    anything else 404 with a short page. Records (client port, path, status) per request."""
+
+    def __init__(self) -> None:
+        log: list[tuple[int, str, int]] = []
+        self.log = log
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                etag = '"' + self.path.strip("/") + '"'
+                if self.path.startswith("/feed"):
+                    status, body, headers = 200, rss(self.path), {"ETag": etag}
+                    if self.headers.get("If-None-Match") == etag:
+                        status, body = 304, b""
+                elif self.path == "/moved.xml":
+                    status, body, headers = 302, b"moved", {"Location": "/feed0.xml"}
+                else:
+                    status, body, headers = 404, b"<html>not here</html>", {}
+                log.append((self.client_address[1], self.path, status))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if status != 304:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self) -> KeepAliveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_connections_are_reused_for_304s_redirects_and_error_pages() -> None:
+    """Three keep-alive servers, four feeds each, two slots: one connection per server.
+
+    A fresh TCP (and TLS) handshake per feed makes polling a host with many feeds slower. A
+    connection used to be dropped after every 304, redirect or error page (their bodies were
+    never read to the end), and as soon as it went idle while others were busy (the idle cap).
+    """
+    with KeepAliveServer() as a, KeepAliveServer() as b, KeepAliveServer() as c:
+        servers = (a, b, c)
+        fetcher = HttpFetcher(FetchConfig(**fetch_cfg(concurrency=2, per_host=1)))
+        sources = [SourceConfig(name=f"f{i}", url=servers[i % 3].url(f"/feed{i}.xml")) for i in range(12)]
+        first = fetcher.fetch_many([(s, SourceState(s.name)) for s in sources])
+        assert all(isinstance(r, Fetched) and r.status == 200 for r in first)
+        jobs = [(s, SourceState(s.name, etag=r.etag)) for s, r in zip(sources, first, strict=True)]
+        jobs += [
+            (SourceConfig(name="moved", url=a.url("/moved.xml")), SourceState("moved", etag='"feed0.xml"')),
+            (SourceConfig(name="missing", url=b.url("/missing.xml")), SourceState("missing")),
+        ]
+        for srv in servers:
+            srv.log.clear()
+        second = fetcher.fetch_many(jobs)
+    assert [getattr(r, "status", None) for r in second] == [304] * 13 + [404]
+    for srv in servers:
+        assert len({port for port, _, _ in srv.log}) == 1, srv.log
