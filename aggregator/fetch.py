@@ -7,18 +7,23 @@ How a request is bounded (each a `fetch:` key):
 - `max_bytes`: the *decoded* body size, counted while decompressing (see _body.py);
 - at most 5 redirects, http/https only, loops detected;
 - `concurrency` requests in flight at once (a request still running after SLOW_AFTER seconds
-  hands its slot on, see _Lease), at most `per_host` to one host name;
+  hands its slot on, see _Run.fetch_all), at most `per_host` to one host name;
 - the SSRF guard (_netguard.py) checks every resolved address at connect time, redirect hops too.
 
 The requests run on an anyio event loop in a helper thread (a blocking portal), so the caller
-can parse and store each result while the other requests are still in flight.
+can parse and store each result while the other requests are still in flight. One coroutine
+starts them all and hands each result to the caller's thread through a queue: starting every
+request from the caller's thread cost a thread hop per request.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+import heapq
+import queue
+import ssl
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -48,6 +53,7 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 KEEPALIVE_PER_SLOT = 4
 
 Job = tuple[SourceConfig, SourceState]
+Result = Fetched | FetchError
 
 
 class HttpStatusError(FetchError):
@@ -68,12 +74,16 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
     construction (the transport only ever reaches its pool through `_pool`).
     """
 
-    def __init__(self, config: FetchConfig, policy: AddressPolicy) -> None:
-        super().__init__(trust_env=False)
+    def __init__(self, config: FetchConfig, policy: AddressPolicy, tls: ssl.SSLContext | None) -> None:
+        # The context given here only serves httpx's own pool, replaced below: a bare one is
+        # enough (loading the CA bundle costs ~60 ms).
+        super().__init__(verify=tls or ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            # No pool cap: the limiters in _Run bound the requests, and a stalled request that
-            # handed its slot on (see _Lease) must not block the pool for the others.
+            # None (a run without https sources): httpcore makes its own verifying context for
+            # a redirect to https.
+            ssl_context=tls,
+            # No pool cap: the limits in _Run bound the requests, and a stalled request that
+            # handed its slot on must not block the pool for the others.
             max_connections=None,
             # httpcore 1.0 compares this with *all* its connections, busy ones included, so a
             # cap of `concurrency` closed every connection as it went idle: no keep-alive at all
@@ -84,42 +94,13 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
-class _Lease:
-    """A global concurrency slot that a stalled request hands back early.
-
-    A healthy feed answers in a second or two. A request still running after `slow_after`
-    is most likely stalled; it keeps its socket and runs into its own deadline, but stops
-    blocking the queue. Without this, `concurrency` stalled servers would hold every slot and
-    each further batch of stalls would add a whole deadline to the run. The number of open
-    sockets is still bounded: by `concurrency` plus the stalled requests (at most one per source).
-    """
-
-    def __init__(self, slots: anyio.CapacityLimiter) -> None:
-        self.slots = slots
-        self.token = object()
-        self.held = False
-
-    async def acquire(self) -> None:
-        await self.slots.acquire_on_behalf_of(self.token)
-        self.held = True
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            self.slots.release_on_behalf_of(self.token)
-
-    async def release_after(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-        self.release()
-
-
 class _Run:
-    """One refresh run's client and limiters; lives on the portal's event loop."""
+    """One refresh run's client and limits; lives on the portal's event loop."""
 
-    def __init__(self, config: FetchConfig, policy: AddressPolicy) -> None:
+    def __init__(self, config: FetchConfig, policy: AddressPolicy, tls: ssl.SSLContext | None) -> None:
         self.config = config
         self.client = httpx.AsyncClient(
-            transport=_GuardedTransport(config, policy),
+            transport=_GuardedTransport(config, policy, tls),
             timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
             follow_redirects=False,  # followed by hand: each hop is checked and recorded
             trust_env=False,  # a proxy from the environment would hide the target from the guard
@@ -129,33 +110,82 @@ class _Run:
                 "Accept-Encoding": ACCEPT_ENCODING,
             },
         )
-        self.slots = anyio.CapacityLimiter(config.concurrency)
-        self.per_host: dict[str, anyio.CapacityLimiter] = {}
+        self.scope = anyio.CancelScope()
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def fetch_one(self, source: SourceConfig, state: SourceState) -> Fetched | FetchError:
-        assert source.url is not None
-        host = (urlsplit(source.url).hostname or "").lower()
-        limiter = self.per_host.setdefault(host, anyio.CapacityLimiter(self.config.per_host))
-        # Host slot first, then a global slot: waiting for a busy host must not hold a global one.
-        async with limiter:
-            lease = _Lease(self.slots)
-            await lease.acquire()
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(lease.release_after, self.slow_after)
-                    result = await self._bounded_get(source, state)
-                    tg.cancel_scope.cancel()
-                return result
-            finally:
-                lease.release()
+    def cancel(self) -> None:
+        self.scope.cancel()
 
     @property
     def slow_after(self) -> float:
-        """After this long a request gives its global slot back (see _Lease)."""
+        """After this long a request gives its global slot back (see fetch_all)."""
         return min(SLOW_AFTER, self.config.timeout / 4)
+
+    async def fetch_all(self, jobs: Sequence[Job], deliver: Callable[[tuple[int, Result]], None]) -> None:
+        """Fetch every job, `deliver` each (index, result) as it finishes. Cancelled by cancel().
+
+        Jobs start in their order, as far as the limits allow: at most `per_host` requests to a
+        host at once (a host's further jobs wait without holding a global slot), and at most
+        `concurrency` holding a global slot. A request still running after `slow_after` is most
+        likely stalled: it keeps its socket and runs into its own deadline, but gives its slot
+        back. Without this, `concurrency` stalled servers would hold every slot and each further
+        batch of stalls would add a whole deadline to the run. Open sockets stay bounded: by
+        `concurrency` plus the stalled requests (at most one per source).
+        """
+        cfg = self.config
+        waiting: dict[str, deque[int]] = {}  # host -> its jobs not started yet, in order
+        for i, (source, _) in enumerate(jobs):
+            assert source.url is not None
+            waiting.setdefault((urlsplit(source.url).hostname or "").lower(), deque()).append(i)
+        # Hosts with a free host slot and a job waiting, keyed by that job's index: the next job
+        # to start is always the earliest one its host allows.
+        ready = [(q[0], host) for host, q in waiting.items()]
+        heapq.heapify(ready)
+        busy = dict.fromkeys(waiting, 0)  # host -> requests in flight, stalled ones included
+        holding: dict[int, float] = {}  # job -> start time, for requests holding a global slot
+        left = len(jobs)
+        wake = anyio.Event()
+
+        async def one(i: int, host: str) -> None:
+            try:
+                result = await self._bounded_get(*jobs[i])
+            finally:  # also when cancelled
+                holding.pop(i, None)
+                busy[host] -= 1
+                if busy[host] == cfg.per_host - 1 and waiting[host]:
+                    heapq.heappush(ready, (waiting[host][0], host))
+                wake.set()
+            deliver((i, result))
+
+        with self.scope:
+            async with anyio.create_task_group() as tg:
+                while left:
+                    now = anyio.current_time()
+                    # Requests still running after slow_after hand their slot on (oldest first).
+                    for i, started in list(holding.items()):
+                        if now - started < self.slow_after:
+                            break
+                        del holding[i]
+                    while ready and len(holding) < cfg.concurrency:
+                        _, host = heapq.heappop(ready)
+                        i = waiting[host].popleft()
+                        busy[host] += 1
+                        holding[i] = now
+                        left -= 1
+                        tg.start_soon(one, i, host)
+                        if waiting[host] and busy[host] < cfg.per_host:
+                            heapq.heappush(ready, (waiting[host][0], host))
+                    if not left:
+                        break
+                    # Sleep until a request ends, or until the oldest slot holder counts as stalled.
+                    wake = anyio.Event()
+                    delay = None
+                    if ready and holding:
+                        delay = next(iter(holding.values())) + self.slow_after - now
+                    with anyio.move_on_after(delay):
+                        await wake.wait()
 
     async def _bounded_get(self, source: SourceConfig, state: SourceState) -> Fetched | FetchError:
         try:
@@ -307,6 +337,7 @@ class HttpFetcher:
     def __init__(self, config: FetchConfig, *, trusted_networks: Iterable[IPNetwork] = ()) -> None:
         self.config = config
         self.policy = AddressPolicy(allow_private=config.allow_private_addresses, trusted=trusted_networks)
+        self._tls: ssl.SSLContext | None = None
 
     def close(self) -> None:
         """Nothing to release: each run opens and closes its own client."""
@@ -318,34 +349,54 @@ class HttpFetcher:
             raise got
         return got
 
-    def fetch_many(self, jobs: Sequence[Job]) -> list[Fetched | FetchError]:
+    def fetch_many(self, jobs: Sequence[Job]) -> list[Result]:
         """Fetch every job; results in the order of `jobs`."""
-        out: list[Fetched | FetchError | None] = [None] * len(jobs)
+        out: list[Result | None] = [None] * len(jobs)
         for i, got in self.fetch_iter(jobs):
             out[i] = got
         return [r for r in out if r is not None]
 
-    def fetch_iter(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Fetched | FetchError]]:
+    def fetch_iter(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
         """Yield (index into jobs, result) as each request finishes, fastest first.
 
         Leaving the loop early cancels the requests still in flight.
         """
         if not jobs:
             return
+        tls = self._tls_context(jobs)
+        results: queue.SimpleQueue[tuple[int, Result] | None] = queue.SimpleQueue()
         with anyio.from_thread.start_blocking_portal() as portal:
-            run = portal.call(self._open)
-            futures: dict[concurrent.futures.Future[Fetched | FetchError], int] = {}
+            run = portal.call(self._open, tls)
+            done = portal.start_task_soon(self._fetch_all, run, jobs, results)
             try:
-                for i, (source, state) in enumerate(jobs):
-                    futures[portal.start_task_soon(run.fetch_one, source, state)] = i
-                for fut in concurrent.futures.as_completed(futures):
-                    # Drop our reference as each result is handed on, so a body is freed once
-                    # it is parsed instead of living until the whole run ends.
-                    yield futures.pop(fut), fut.result()
+                for _ in jobs:
+                    got = results.get()
+                    if got is None:  # fetch_all ended early: only by an error, raised here
+                        done.result()
+                        raise RuntimeError("the fetch loop ended before every result was delivered")
+                    # No reference is kept: a body is freed once the caller has parsed it.
+                    yield got
+                done.result()
             finally:
-                for fut in futures:
-                    fut.cancel()
+                if not done.done():
+                    portal.call(run.cancel)
+                    with contextlib.suppress(Exception):
+                        done.result()
                 portal.call(run.aclose)
 
-    async def _open(self) -> _Run:
-        return _Run(self.config, self.policy)
+    def _tls_context(self, jobs: Sequence[Job]) -> ssl.SSLContext | None:
+        """One verifying TLS context for all runs (loading the CA bundle costs ~60 ms), made
+        the first time a run has an https source."""
+        if self._tls is None and any((src.url or "").lower().startswith("https:") for src, _ in jobs):
+            self._tls = httpx.create_ssl_context(trust_env=False)
+        return self._tls
+
+    async def _open(self, tls: ssl.SSLContext | None) -> _Run:
+        return _Run(self.config, self.policy, tls)
+
+    @staticmethod
+    async def _fetch_all(run: _Run, jobs: Sequence[Job], results: queue.SimpleQueue[tuple[int, Result] | None]) -> None:
+        try:
+            await run.fetch_all(jobs, results.put)
+        finally:
+            results.put(None)  # wakes the caller if the loop ended without every result

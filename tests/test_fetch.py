@@ -585,3 +585,21 @@ def test_connections_are_reused_for_304s_redirects_and_error_pages() -> None:
     assert [getattr(r, "status", None) for r in second] == [304] * 13 + [404]
     for srv in servers:
         assert len({port for port, _, _ in srv.log}) == 1, srv.log
+
+
+def test_leaving_fetch_iter_early_cancels_requests_in_flight(feeds: Feeds) -> None:
+    """A caller that stops after the first result does not wait for stalled servers' deadlines."""
+    feeds.ok("/fast.xml", rss("fast"))
+    for i in range(3):
+        feeds.never_answers(f"/stuck{i}.xml")
+    fetcher = HttpFetcher(FetchConfig(**fetch_cfg(timeout=60)))
+    jobs = [(SourceConfig(name="fast", url=feeds.url("/fast.xml")), SourceState("fast"))]
+    jobs += [(SourceConfig(name=f"s{i}", url=feeds.url(f"/stuck{i}.xml")), SourceState(f"s{i}")) for i in range(3)]
+    started = time.monotonic()
+    results = fetcher.fetch_iter(jobs)
+    first = next(results)
+    results.close()  # what leaving a for loop early does
+    assert first[0] == 0 and isinstance(first[1], Fetched)
+    assert time.monotonic() - started < 30  # not the 60 s deadline of the stalled requests
+    # The fetcher is usable again afterwards.
+    assert fetcher.fetch(*jobs[0]).content == rss("fast")
