@@ -514,6 +514,7 @@ def test_concurrency_and_per_host_limits(feeds: Feeds, concurrency: int, per_hos
 class KeepAliveServer:
     """A stdlib HTTP/1.1 server that keeps connections open (werkzeug's test server closes each
     one). Answers: /feedN.xml 200 with an ETag (304 when it matches), /moved.xml 302 to /feed0.xml,
+    /closing* 200 and then closes the connection without saying so, /slow* 200 after 0.3 s,
     anything else 404 with a short page. Records (client port, path, status) per request."""
 
     def __init__(self) -> None:
@@ -532,6 +533,12 @@ class KeepAliveServer:
                     status, body, headers = 200, rss(self.path), {"ETag": etag}
                     if self.headers.get("If-None-Match") == etag:
                         status, body = 304, b""
+                elif self.path.startswith("/closing"):  # closes after answering, unannounced
+                    status, body, headers = 200, rss(self.path), {}
+                    self.close_connection = True
+                elif self.path.startswith("/slow"):
+                    time.sleep(0.3)
+                    status, body, headers = 200, rss(self.path), {}
                 elif self.path == "/moved.xml":
                     status, body, headers = 302, b"moved", {"Location": "/feed0.xml"}
                 else:
@@ -603,3 +610,16 @@ def test_leaving_fetch_iter_early_cancels_requests_in_flight(feeds: Feeds) -> No
     assert time.monotonic() - started < 30  # not the 60 s deadline of the stalled requests
     # The fetcher is usable again afterwards.
     assert fetcher.fetch(*jobs[0]).content == rss("fast")
+
+
+def test_a_kept_connection_the_server_closed_is_not_reused() -> None:
+    """A server may close an idle keep-alive connection at any time; the next request to it
+    must open a new one instead of failing with "server disconnected"."""
+    with KeepAliveServer() as a, KeepAliveServer() as b:
+        fetcher = HttpFetcher(FetchConfig(**fetch_cfg(concurrency=1)))
+        urls = [a.url("/closing1.xml"), b.url("/slow.xml"), a.url("/closing2.xml")]
+        got = fetcher.fetch_many(
+            [(SourceConfig(name=f"s{i}", url=u), SourceState(f"s{i}")) for i, u in enumerate(urls)]
+        )
+    assert all(isinstance(r, Fetched) and r.status == 200 for r in got), got
+    assert len({port for port, _, _ in a.log}) == 2
