@@ -46,7 +46,7 @@ ACCEPT = (
 )
 MAX_REDIRECTS = 5
 # A feed request to a working server is done in well under this (typically 0.1-1 s); one still
-# running is probably stalled and stops holding a concurrency slot (see _Lease).
+# running is probably stalled and stops holding a concurrency slot (see _Run.fetch_all).
 SLOW_AFTER = 2.0
 _REDIRECTS = {301, 302, 303, 307, 308}
 # Open connections (busy and idle) kept per concurrency slot, so a host's next feed reuses one.
@@ -79,8 +79,8 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         # enough (loading the CA bundle costs ~60 ms).
         super().__init__(verify=tls or ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            # None (a run without https sources): httpcore makes its own verifying context for
-            # a redirect to https.
+            # None in a run without https sources: a redirect to https then gets httpcore's own
+            # verifying context (the same CA bundle), made for that connection.
             ssl_context=tls,
             # No pool cap: the limits in _Run bound the requests, and a stalled request that
             # handed its slot on must not block the pool for the others.
@@ -388,7 +388,7 @@ class HttpFetcher:
         """One verifying TLS context for all runs (loading the CA bundle costs ~60 ms), made
         the first time a run has an https source."""
         if self._tls is None and any((src.url or "").lower().startswith("https:") for src, _ in jobs):
-            self._tls = httpx.create_ssl_context(trust_env=False)
+            self._tls = httpx.create_ssl_context()
         return self._tls
 
     async def _open(self, tls: ssl.SSLContext | None) -> _Run:
