@@ -50,7 +50,9 @@ MAX_REDIRECTS = 5
 SLOW_AFTER = 2.0
 _REDIRECTS = {301, 302, 303, 307, 308}
 # Open connections (busy and idle) kept per concurrency slot, so a host's next feed reuses one.
-KEEPALIVE_PER_SLOT = 4
+# Not more: httpcore's pool scans every connection (quadratically) at each request's start and
+# end, and with many distinct hosts an idle connection is rarely used again within a run.
+KEEPALIVE_PER_SLOT = 2
 
 Job = tuple[SourceConfig, SourceState]
 Result = Fetched | FetchError
