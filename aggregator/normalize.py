@@ -16,6 +16,7 @@ from ._text import (
     html_to_text,
     paragraphs_to_html,
     sanitize_html,
+    sanitized_html_to_text,
 )
 from ._url import absolute_http_url, canonical_url
 from .types import DatePrecision, Entry, RawItem
@@ -61,15 +62,15 @@ def normalize(item: RawItem, *, fetched_at: datetime) -> Entry:
         text = clean_text(item.content_text)
         body_html = paragraphs_to_html(text)
     else:
-        body_html = sanitize_html(item.content_html or item.summary or "")
-        text = html_to_text(body_html)
+        body_html = sanitize_html(item.content_html or item.summary or "", item.content_base)
+        text = sanitized_html_to_text(body_html)
     title = collapse_ws(clean_text(item.title or ""))
     if title and ("<" in title or "&" in title) and item.content_text is None:
         title = collapse_ws(html_to_text(title)) or title  # feed titles may carry markup
     if not title:
         title = excerpt(text, 80) or "(untitled)"
     if item.summary and item.content_html and item.summary != item.content_html:
-        summary_src = html_to_text(sanitize_html(item.summary))
+        summary_src = sanitized_html_to_text(sanitize_html(item.summary))
     else:  # no separate summary (an RSS description is often both): the same text, not converted twice
         summary_src = text
     chash = content_hash(title, text)
