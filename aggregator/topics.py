@@ -221,8 +221,12 @@ class _Regex:
     def _scan(self, text: Prepared) -> tuple[re.Pattern[str], str] | None:
         """The pattern and the string to scan, or None when the text cannot match."""
         if self.on_lower is not None and text.low is not None:
-            if self.prefixes is not None and not any(p in text.low for p in self.prefixes):
-                return None
+            if self.prefixes is not None:
+                for p in self.prefixes:
+                    if p in text.low:
+                        break
+                else:
+                    return None
             return self.on_lower, text.low
         return self.anycase, text.text
 
