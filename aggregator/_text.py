@@ -168,9 +168,13 @@ def sanitized_html_to_text(fragment: str) -> str:
 
 def excerpt(text: str, limit: int = 280) -> str:
     """First `limit` characters of text, cut at a word (or CJK character) boundary."""
-    flat = collapse_ws(text)
+    # A long body: collapse only its start. That gives a prefix of the whole collapsed text (at
+    # worst its last word is cut short), so when it is longer than `limit` the cut is the same.
+    flat = collapse_ws(text[: 4 * limit]) if len(text) > 4 * limit else ""
     if len(flat) <= limit:
-        return flat
+        flat = collapse_ws(text)
+        if len(flat) <= limit:
+            return flat
     cut = flat[:limit]
     space = cut.rfind(" ")
     if space > limit * 0.6:

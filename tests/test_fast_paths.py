@@ -15,6 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator._text import excerpt
 from aggregator.config import TopicRule, load_config
 from aggregator.normalize import _HASH_WS, _hash_basis, content_hash
 from aggregator.topics import _WORD_RUN, Prepared, _compiled, _literal_prefixes, _words, score_compiled, score_text
@@ -110,3 +111,20 @@ def test_scores_with_a_vocabulary_equal_scores_over_every_word(rules: dict[str, 
     for title, body in texts + [(t.upper(), b.replace(" ", "-")) for t, b in texts]:
         full = [score_compiled(_compiled(k, rules[k]), Prepared(title), Prepared(body)) for k in sorted(rules)]
         assert score_text(title, body, rules) == full, title
+
+
+def _plain_excerpt(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:，；、") + "…"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=400).map("".join), st.integers(min_value=1, max_value=40))
+def test_excerpt_of_a_long_text_equals_collapsing_it_whole(text: str, limit: int) -> None:
+    assert excerpt(text, limit) == _plain_excerpt(text, limit)
