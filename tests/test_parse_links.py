@@ -178,3 +178,41 @@ def test_links_resolve_against_the_url_after_redirects(
     assert not report.failed, report
     root = server.url_for("/")
     assert _links(entry.content_html) == [f"{root}moved/news/story-2.html", f"{root}moved/img/a.png", ""]
+
+
+# -- feedparser is told the document's URL only when it matters ---------------------------------
+
+_ITEMS = {
+    "relative permalink guid, no link": "<item><title>a</title><guid>post/7</guid></item>",
+    "opaque guid": '<item><title>b</title><guid isPermaLink="false">mining-4711</guid><link>/n/1</link></item>',
+    "numeric permalink guid": "<item><title>c</title><guid>12345</guid><link>https://x.example/1</link></item>",
+    "upper-case tag": "<item><title>d</title><GUID>rel/9</GUID></item>",
+    "fake guid in CDATA": (
+        '<item><title>e</title><guid>rel/10</guid><description><![CDATA[<guid isPermaLink="false">x</guid>]]>'
+        "</description></item>"
+    ),
+    "absolute": "<item><title>f</title><guid>https://x.example/2</guid><link>https://x.example/2</link></item>",
+}
+
+
+def _doc(items: str, headers: dict[str, str] | None = None) -> Fetched:
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>/home</link>{items}</channel></rss>'
+    return Fetched(
+        source="s", location="https://feeds.example.com/a/b.xml", content=body.encode(), headers=headers or {}
+    )
+
+
+@pytest.mark.parametrize("items", [*_ITEMS.values(), "".join(_ITEMS.values())], ids=[*_ITEMS, "all"])
+def test_links_and_ids_are_the_same_as_with_the_url_given_to_feedparser(items: str) -> None:
+    """A server's Content-Location header makes feedparser resolve against it (the old path)."""
+    ours, _ = parse_feed(_doc(items))
+    told, _ = parse_feed(_doc(items, {"Content-Location": "https://feeds.example.com/a/b.xml"}))
+    assert ours == told
+    assert all(i.feed.link == "https://feeds.example.com/home" for i in ours)
+
+
+def test_relative_permalink_guid_becomes_the_link() -> None:
+    (item,) = parse_feed(_doc(_ITEMS["relative permalink guid, no link"]))[0]
+    assert item.guid == item.link == "https://feeds.example.com/a/post/7"
+    (opaque,) = parse_feed(_doc(_ITEMS["opaque guid"]))[0]
+    assert opaque.guid == "mining-4711" and opaque.link == "https://feeds.example.com/n/1"
