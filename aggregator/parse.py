@@ -105,13 +105,14 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
         return _parse_json_feed(doc), []
     location = doc.location if doc.location.startswith(("http://", "https://")) else None
     parsed = None
-    if location and "content-location" not in headers and not _BASE_ATTR.search(doc.content):
+    ids = not _all_ids_opaque(doc.content)
+    if location and "content-location" not in headers and not _needs_base(doc.content, ids=ids):
         # Relative links resolve against the URL the feed came from (after redirects). Told that
         # URL, feedparser re-joins it with itself at every element (a sixth of its parse time).
         # Without xml:base, it only resolves links and ids with it: parse without, and keep the
         # result if every link and id read from it is one that URL would not change.
         parsed = _feedparse(doc.content, headers)
-        if not _base_independent(parsed, location, ids=not _all_ids_opaque(doc.content)):
+        if not _base_independent(parsed, location, ids=ids):
             parsed = None
     if location:
         headers.setdefault("content-location", location)
@@ -195,6 +196,23 @@ _BENIGN = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
 
 # An xml:base (or HTML base) attribute anywhere: feedparser must know the document's URL.
 _BASE_ATTR = re.compile(rb"base\s*=")
+# A link or id element whose value does not start with a scheme ("/news/1", "12345"): a parse
+# without the URL would be thrown away, so parse once with it. Only a forecast: stray matches
+# (markup in CDATA) cost the saving, never correctness, which `_base_independent` checks.
+_NO_SCHEME = rb"(?:<!\[CDATA\[)?\s*(?![a-z][a-z0-9+.-]*:)[^<\s]"
+_RELATIVE_LINK = re.compile(
+    rb"<(?:[\w.-]+:)?link>\s*"
+    + _NO_SCHEME
+    + rb"""|<(?:[\w.-]+:)?link\s[^>]*?\bhref\s*=\s*["']\s*(?![a-z][a-z0-9+.-]*:)""",
+    re.I,
+)
+_RELATIVE_ID = re.compile(rb"<(?:[\w.-]+:)?(?:guid|id)(?:\s[^>]*)?>\s*" + _NO_SCHEME, re.I)
+
+
+def _needs_base(content: bytes, *, ids: bool) -> bool:
+    if _BASE_ATTR.search(content) or _RELATIVE_LINK.search(content):
+        return True
+    return ids and _RELATIVE_ID.search(content) is not None
 
 
 def _unchanged_by(base: str, url: Any) -> bool:
