@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 import unicodedata
 from html.parser import HTMLParser
 from typing import ClassVar
+from urllib.parse import urljoin
 
 import nh3
 
@@ -39,15 +41,48 @@ def collapse_ws(s: str) -> str:
     return " ".join(s.split())
 
 
-def sanitize_html(fragment: str) -> str:
-    """Final allow-list pass (after feedparser's sanitiser): no scripts, handlers or js: URLs."""
-    return nh3.clean(
-        clean_text(fragment),
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRS,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer",
-    )
+_BASE = threading.local()  # the base URL of the fragment being sanitised, for _resolve_relative
+
+
+def _resolve_relative(url: str) -> str | None:
+    """nh3 calls this only for relative URLs (href, src): make them absolute against the base.
+
+    The base is what feedparser determined for the content (xml:base, else the feed's URL after
+    redirects). Without an http(s) base the URL stays as written (publish resolves it against the
+    article or drops it). An empty URL stays empty: feedparser's sanitiser leaves that where it
+    removed a javascript: URL, which must not become a link to the feed.
+    """
+    base = getattr(_BASE, "url", None)
+    if base is None or not url.strip():
+        return url
+    try:
+        return urljoin(base, url.strip())
+    except ValueError:  # e.g. "//[bad": unparseable even against the base
+        return None
+
+
+# One prebuilt cleaner: about twice as fast as nh3.clean(), which rebuilds its rules per call.
+_CLEANER = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    attributes=ALLOWED_ATTRS,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer",
+    url_relative=_resolve_relative,
+)
+
+
+def sanitize_html(fragment: str, base: str | None = None) -> str:
+    """Final allow-list pass (after feedparser's sanitiser): no scripts, handlers or js: URLs.
+
+    Relative href/src URLs become absolute against `base` when it is an http(s) URL. This replaces
+    feedparser's own relative-URI pass (an extra sgmllib parse of every body, about a third of
+    feedparser's time), so feedparser runs with resolve_relative_uris=False.
+    """
+    _BASE.url = base if base and base.startswith(("http://", "https://")) else None
+    try:
+        return _CLEANER.clean(clean_text(fragment))
+    finally:
+        _BASE.url = None
 
 
 def paragraphs_to_html(text: str) -> str:
@@ -98,20 +133,48 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def _paragraphs(text: str) -> str:
+    paras = (collapse_ws(x) for x in _PARAGRAPH_BREAK.split(text))
+    return "\n\n".join(x for x in paras if x)
+
+
 def html_to_text(fragment: str) -> str:
     """HTML -> plain text with paragraphs separated by blank lines."""
     p = _TextExtractor()
     p.feed(fragment)
     p.close()
-    paras = [collapse_ws(x) for x in re.split(r"\n\s*\n", "".join(p.parts))]
-    return "\n\n".join(x for x in paras if x)
+    return _paragraphs("".join(p.parts))
+
+
+# A tag as nh3's serialiser writes it: lowercase name, attribute values always in double quotes
+# (a '>' may stand inside them), comments removed, '<' and '>' in text escaped.
+_ATTRS = r'(?:\s[^>"]*(?:"[^"]*"[^>"]*)*)?/?>'
+_BLOCK_TAG = re.compile(r"</?(?:" + "|".join(sorted(_TextExtractor._BLOCK)) + ")" + _ATTRS)
+_ANY_TAG = re.compile(r"<[^>\"]*(?:\"[^\"]*\"[^>\"]*)*>")
+
+
+def sanitized_html_to_text(fragment: str) -> str:
+    """`html_to_text` for the output of `sanitize_html`, about three times faster.
+
+    Only for nh3's output: it is well-formed, has no comments, scripts or styles, and escapes '<',
+    '>' and '&' in text, so block tags become paragraph breaks, other tags vanish, and entities
+    are decoded last. Gives the same text as `html_to_text` (tests compare the two).
+    """
+    return _paragraphs(html.unescape(_ANY_TAG.sub("", _BLOCK_TAG.sub("\n\n", fragment))))
 
 
 def excerpt(text: str, limit: int = 280) -> str:
     """First `limit` characters of text, cut at a word (or CJK character) boundary."""
-    flat = collapse_ws(text)
+    # A long body: collapse only its start. That gives a prefix of the whole collapsed text (at
+    # worst its last word is cut short), so when it is longer than `limit` the cut is the same.
+    flat = collapse_ws(text[: 4 * limit]) if len(text) > 4 * limit else ""
     if len(flat) <= limit:
-        return flat
+        flat = collapse_ws(text)
+        if len(flat) <= limit:
+            return flat
     cut = flat[:limit]
     space = cut.rfind(" ")
     if space > limit * 0.6:

@@ -16,16 +16,29 @@ from ._text import (
     html_to_text,
     paragraphs_to_html,
     sanitize_html,
+    sanitized_html_to_text,
 )
 from ._url import absolute_http_url, canonical_url
 from .types import DatePrecision, Entry, RawItem
 
 _HASH_WS = re.compile(r"[\W_]+", re.UNICODE)
+# The same for ASCII text, as a translation table: every ASCII character that is not a letter or
+# digit becomes a space (what `[\W_]` matches), then str.split() joins the runs. Three times
+# faster than the regex substitution, which replaces every space of the body.
+_ASCII_NON_ALNUM = str.maketrans({chr(i): " " for i in range(128) if not chr(i).isalnum()})
+
+
+def _hash_basis(text: str) -> str:
+    """Lowercase words (letters and digits) joined by single spaces."""
+    low = text.lower()
+    if low.isascii():
+        return " ".join(low.translate(_ASCII_NON_ALNUM).split())
+    return _HASH_WS.sub(" ", low).strip()
 
 
 def content_hash(title: str, text: str) -> str:
     """Hash of the normalised body (case, punctuation and spacing ignored)."""
-    basis = _HASH_WS.sub(" ", text.lower()).strip() or _HASH_WS.sub(" ", title.lower()).strip()
+    basis = _hash_basis(text) or _hash_basis(title)
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
 
@@ -61,15 +74,15 @@ def normalize(item: RawItem, *, fetched_at: datetime) -> Entry:
         text = clean_text(item.content_text)
         body_html = paragraphs_to_html(text)
     else:
-        body_html = sanitize_html(item.content_html or item.summary or "")
-        text = html_to_text(body_html)
+        body_html = sanitize_html(item.content_html or item.summary or "", item.content_base)
+        text = sanitized_html_to_text(body_html)
     title = collapse_ws(clean_text(item.title or ""))
     if title and ("<" in title or "&" in title) and item.content_text is None:
         title = collapse_ws(html_to_text(title)) or title  # feed titles may carry markup
     if not title:
         title = excerpt(text, 80) or "(untitled)"
     if item.summary and item.content_html and item.summary != item.content_html:
-        summary_src = html_to_text(sanitize_html(item.summary))
+        summary_src = sanitized_html_to_text(sanitize_html(item.summary))
     else:  # no separate summary (an RSS description is often both): the same text, not converted twice
         summary_src = text
     chash = content_hash(title, text)

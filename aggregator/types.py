@@ -53,6 +53,7 @@ class RawItem:
     link: str | None
     title: str | None
     content_html: str | None = None  # sanitized HTML body, if the source has markup
+    content_base: str | None = None  # what relative URLs in content_html resolve against (xml:base aware)
     content_text: str | None = None  # plain-text body (paragraphs split by blank lines)
     summary: str | None = None
     published: datetime | None = None
