@@ -113,6 +113,14 @@ class _Run:
             },
         )
         self.scope = anyio.CancelScope()
+        self.unclaimed = 0  # results delivered and not yet taken by the caller (see fetch_all's `ahead`)
+        self._wake: anyio.Event | None = None
+
+    def took(self) -> None:
+        """The caller took a result: room for another request when it fetches `ahead`."""
+        self.unclaimed -= 1
+        if self._wake is not None:
+            self._wake.set()
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -125,7 +133,9 @@ class _Run:
         """After this long a request gives its global slot back (see fetch_all)."""
         return min(SLOW_AFTER, self.config.timeout / 4)
 
-    async def fetch_all(self, jobs: Sequence[Job], deliver: Callable[[tuple[int, Result]], None]) -> None:
+    async def fetch_all(
+        self, jobs: Sequence[Job], deliver: Callable[[tuple[int, Result]], None], ahead: int | None = None
+    ) -> None:
         """Fetch every job, `deliver` each (index, result) as it finishes. Cancelled by cancel().
 
         Jobs start in their order, as far as the limits allow: at most `per_host` requests to a
@@ -135,6 +145,10 @@ class _Run:
         back. Without this, `concurrency` stalled servers would hold every slot and each further
         batch of stalls would add a whole deadline to the run. Open sockets stay bounded: by
         `concurrency` plus the stalled requests (at most one per source).
+
+        `ahead`: a request starts only while the requests holding a slot plus the results not yet
+        taken (see took) are fewer than `concurrency + ahead`, so a slow caller (parsing) makes the
+        fetching wait instead of piling every feed's body up in memory.
         """
         cfg = self.config
         waiting: dict[str, deque[int]] = {}  # host -> its jobs not started yet, in order
@@ -148,7 +162,8 @@ class _Run:
         busy = dict.fromkeys(waiting, 0)  # host -> requests in flight, stalled ones included
         holding: dict[int, float] = {}  # job -> start time, for requests holding a global slot
         left = len(jobs)
-        wake = anyio.Event()
+        wake = self._wake = anyio.Event()
+        window = None if ahead is None else cfg.concurrency + max(ahead, 0)
 
         async def one(i: int, host: str) -> None:
             try:
@@ -159,6 +174,7 @@ class _Run:
                 if busy[host] == cfg.per_host - 1 and waiting[host]:
                     heapq.heappush(ready, (waiting[host][0], host))
                 wake.set()
+            self.unclaimed += 1
             deliver((i, result))
 
         with self.scope:
@@ -170,7 +186,11 @@ class _Run:
                         if now - started < self.slow_after:
                             break
                         del holding[i]
-                    while ready and len(holding) < cfg.concurrency:
+                    while (
+                        ready
+                        and len(holding) < cfg.concurrency
+                        and (window is None or len(holding) + self.unclaimed < window)
+                    ):
                         _, host = heapq.heappop(ready)
                         i = waiting[host].popleft()
                         busy[host] += 1
@@ -182,7 +202,7 @@ class _Run:
                     if not left:
                         break
                     # Sleep until a request ends, or until the oldest slot holder counts as stalled.
-                    wake = anyio.Event()
+                    wake = self._wake = anyio.Event()
                     delay = None
                     if ready and holding:
                         delay = next(iter(holding.values())) + self.slow_after - now
@@ -358,9 +378,11 @@ class HttpFetcher:
             out[i] = got
         return [r for r in out if r is not None]
 
-    def fetch_iter(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
+    def fetch_iter(self, jobs: Sequence[Job], *, ahead: int | None = None) -> Iterator[tuple[int, Result]]:
         """Yield (index into jobs, result) as each request finishes, fastest first.
 
+        `ahead`: fetch no further ahead of the caller than that (see _Run.fetch_all): at most
+        `concurrency + ahead` bodies are held however slowly the caller takes them.
         Leaving the loop early cancels the requests still in flight.
         """
         if not jobs:
@@ -369,13 +391,15 @@ class HttpFetcher:
         results: queue.SimpleQueue[tuple[int, Result] | None] = queue.SimpleQueue()
         with anyio.from_thread.start_blocking_portal() as portal:
             run = portal.call(self._open, tls)
-            done = portal.start_task_soon(self._fetch_all, run, jobs, results)
+            done = portal.start_task_soon(self._fetch_all, run, jobs, results, ahead)
             try:
                 for _ in jobs:
                     got = results.get()
                     if got is None:  # fetch_all ended early: only by an error, raised here
                         done.result()
                         raise RuntimeError("the fetch loop ended before every result was delivered")
+                    if ahead is not None:
+                        portal.call(run.took)
                     # No reference is kept: a body is freed once the caller has parsed it.
                     yield got
                 done.result()
@@ -397,8 +421,10 @@ class HttpFetcher:
         return _Run(self.config, self.policy, tls)
 
     @staticmethod
-    async def _fetch_all(run: _Run, jobs: Sequence[Job], results: queue.SimpleQueue[tuple[int, Result] | None]) -> None:
+    async def _fetch_all(
+        run: _Run, jobs: Sequence[Job], results: queue.SimpleQueue[tuple[int, Result] | None], ahead: int | None
+    ) -> None:
         try:
-            await run.fetch_all(jobs, results.put)
+            await run.fetch_all(jobs, results.put, ahead)
         finally:
             results.put(None)  # wakes the caller if the loop ended without every result

@@ -234,12 +234,13 @@ def _record_remote(
         return _remote_failure(deps, source, state, policy, now, bad[0], moved=moved)
     for w in warnings:
         log.warning("%s: %s", source.name, w)
+    # One transaction per source: entries, signatures and the new validators land together or
+    # not at all (a failed ingest keeps the old validators, so the feed is fetched in full again).
     with deps.store.transaction():
         result = _store_entries(deps, source.name, entries, now, warnings=tuple(warnings), moved_to=moved)
         if sigs:
             deps.store.put_dedupe_signatures({k: (s.basis, s.body, s.title) for k, s in sigs.items()})
-    # Validators are stored only after a successful ingest, so a failed parse is retried in full.
-    succeeded(got.etag, got.last_modified)
+        succeeded(got.etag, got.last_modified)
     return result
 
 
@@ -308,7 +309,8 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     # Sources without validators always send a body: if many do, start the workers right away.
     unconditional = sum(1 for _, st in remote if not (st.etag or st.last_modified))
     with DocPool(config, parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS) as pool:
-        for i, got in deps.fetcher.fetch_iter(remote):
+        # Fetch no further ahead than the parsers can take: the other feeds are requested as they catch up.
+        for i, got in deps.fetcher.fetch_iter(remote, ahead=pool.max_pending):
             source, state = remote[i]
             if isinstance(got, Fetched) and got.content is not None:
                 pool.submit((source, state, got), source, got, now, state.entry_count == 0)

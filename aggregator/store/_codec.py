@@ -19,20 +19,29 @@ _FIELDS = tuple(f.name for f in fields(Entry) if f.name != "first_seen")
 _FEED_FIELDS = tuple(f.name for f in fields(FeedMeta))
 
 
+def _default(o: Any) -> Any:
+    if isinstance(o, datetime):
+        return o.isoformat()
+    if isinstance(o, DatePrecision):
+        return o.value
+    raise TypeError(type(o))
+
+
+# Built once: json.dumps with any non-default option builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=_default)
+
+
 def entry_to_json(entry: Entry) -> str:
     # Field by field, not dataclasses.asdict: that deep-copies every value and costs more than
-    # the JSON encoding itself. The output is the same (tuples encode as lists either way).
-    data: dict[str, Any] = {name: getattr(entry, name) for name in _FIELDS}
-    data["feed"] = {name: getattr(entry.feed, name) for name in _FEED_FIELDS}
-
-    def default(o: Any) -> Any:
-        if isinstance(o, datetime):
-            return o.isoformat()
-        if isinstance(o, DatePrecision):
-            return o.value
-        raise TypeError(type(o))
-
-    return json.dumps(data, default=default, ensure_ascii=False, sort_keys=True)
+    # the JSON encoding itself. The output is the same (tuples encode as lists either way), and
+    # must stay byte for byte what it was: the store compares payloads to tell "unchanged".
+    values = entry.__dict__
+    data: dict[str, Any] = {name: values[name] for name in _FIELDS}
+    for name in ("published", "updated"):
+        if data[name] is not None:
+            data[name] = data[name].isoformat()
+    data["feed"] = {name: getattr(entry.feed, name) for name in _FEED_FIELDS}  # its datetime: _default
+    return _ENCODER.encode(data)
 
 
 def entry_from_json(payload: str, first_seen: str | None) -> Entry:
