@@ -16,7 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -60,15 +60,25 @@ class DocPool:
     """Runs `work(config, *args)` per fetched document, in worker processes when it pays.
 
     `warm`: start the workers at once (when most documents are expected to need parsing), not at
-    the first document. `submit` queues a job; `drain` yields (tag, result) for finished jobs
-    and, when more than `max_pending` are queued, waits, so at most that many documents' bytes
-    sit in the queue (memory stays bounded however fast the fetcher is).
+    the first document. `preload`: more modules the work will import, imported once in the
+    forkserver (their memory shared by every worker) instead of once per worker. `submit`
+    queues a job; `drain` yields (tag, result) for finished jobs and, when more than
+    `max_pending` are queued, waits, so at most that many documents' bytes sit in the queue
+    (memory stays bounded however fast the fetcher is).
     """
 
     def __init__(
-        self, config: Config, work: Work[Any], *, jobs: int, workers: int | None = None, warm: bool = True
+        self,
+        config: Config,
+        work: Work[Any],
+        *,
+        jobs: int,
+        workers: int | None = None,
+        warm: bool = True,
+        preload: Sequence[str] = (),
     ) -> None:
         self.config = config
+        self.preload = [*PRELOAD, *preload]
         self.work = work
         self.workers = workers if workers is not None else cpu_count()
         self.enabled = self.workers > 1 and jobs >= MIN_JOBS
@@ -77,17 +87,32 @@ class DocPool:
         self._lock = threading.Lock()
         self._closed = False
         self._pending: dict[Future[Any], Any] = {}
+        self._starting: threading.Thread | None = None
+        self._up = threading.Event()  # a worker has started: documents go to the pool from now on
         if self.enabled and warm:
-            # Start the workers now, in the background: their start-up overlaps the first fetches.
-            threading.Thread(target=self._warm_up, daemon=True).start()
+            self._start()
+
+    def _start(self) -> None:
+        """Start the workers in the background: their start-up (the forkserver imports the
+        pipeline, ~1 s) overlaps the first fetches, and documents are parsed here meanwhile."""
+        if self._starting is None:
+            self._starting = threading.Thread(target=self._warm_up, daemon=True)
+            self._starting.start()
 
     def _warm_up(self) -> None:
         try:
             pool = self._executor()
-            for _ in range(self.workers):
-                pool.submit(_noop)
+            wait([pool.submit(_noop) for _ in range(self.workers)], return_when=FIRST_COMPLETED)
         except (BrokenProcessPool, RuntimeError):  # closed already, or a worker died: submit copes
             pass
+        finally:
+            self._up.set()
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until the workers take documents (True), or `timeout` runs out (False)."""
+        if self.enabled:
+            self._start()
+        return self._up.wait(timeout)
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -96,7 +121,7 @@ class DocPool:
             if self._pool is None:
                 try:
                     ctx: Any = multiprocessing.get_context("forkserver")
-                    ctx.set_forkserver_preload(PRELOAD)
+                    ctx.set_forkserver_preload(self.preload)
                 except ValueError:  # no forkserver (Windows): spawn, each worker imports for itself
                     ctx = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
@@ -105,12 +130,18 @@ class DocPool:
             return self._pool
 
     def submit(self, tag: Any, *args: Any) -> None:
-        """Queue `work(config, *args)` for one document (run in-process right away when the pool is off).
+        """Queue `work(config, *args)` for one document (run in-process right away when the pool is
+        off, or while its workers are still starting).
 
         The arguments (the fetched bytes among them) are pickled to the worker: keep them small.
         """
         fut: Future[Any]
         if self.enabled:
+            self._start()
+        if self.enabled and not self._up.is_set():
+            # The workers are still starting and this process's core would sit idle: parse here.
+            fut = self._inline(args)
+        elif self.enabled:
             try:
                 fut = self._executor().submit(_call, self.work, *args)
             except BrokenProcessPool:  # a worker died (OOM?): carry on without the pool

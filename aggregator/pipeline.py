@@ -308,7 +308,11 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     # (feedparser is single-threaded) and stores each result here as it comes back: one writer.
     # Sources without validators always send a body: if many do, start the workers right away.
     unconditional = sum(1 for _, st in remote if not (st.etag or st.last_modified))
-    with DocPool(config, parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS) as pool:
+    # First fetches also hash their entries for clustering: datasketch (and the scipy it imports,
+    # ~40 MB) is then imported once in the forkserver rather than in every worker.
+    first = sum(1 for _, st in remote if st.entry_count == 0)
+    preload = ("datasketch",) if first >= MIN_JOBS else ()
+    with DocPool(config, parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS, preload=preload) as pool:
         # Fetch no further ahead than the parsers can take: the other feeds are requested as they catch up.
         for i, got in deps.fetcher.fetch_iter(remote, ahead=pool.max_pending):
             source, state = remote[i]
