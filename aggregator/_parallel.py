@@ -87,32 +87,17 @@ class DocPool:
         self._lock = threading.Lock()
         self._closed = False
         self._pending: dict[Future[Any], Any] = {}
-        self._starting: threading.Thread | None = None
-        self._up = threading.Event()  # a worker has started: documents go to the pool from now on
         if self.enabled and warm:
-            self._start()
-
-    def _start(self) -> None:
-        """Start the workers in the background: their start-up (the forkserver imports the
-        pipeline, ~1 s) overlaps the first fetches, and documents are parsed here meanwhile."""
-        if self._starting is None:
-            self._starting = threading.Thread(target=self._warm_up, daemon=True)
-            self._starting.start()
+            # Start the workers now, in the background: their start-up overlaps the first fetches.
+            threading.Thread(target=self._warm_up, daemon=True).start()
 
     def _warm_up(self) -> None:
         try:
             pool = self._executor()
-            wait([pool.submit(_noop) for _ in range(self.workers)], return_when=FIRST_COMPLETED)
+            for _ in range(self.workers):
+                pool.submit(_noop)
         except (BrokenProcessPool, RuntimeError):  # closed already, or a worker died: submit copes
             pass
-        finally:
-            self._up.set()
-
-    def wait_started(self, timeout: float | None = None) -> bool:
-        """Wait until the workers take documents (True), or `timeout` runs out (False)."""
-        if self.enabled:
-            self._start()
-        return self._up.wait(timeout)
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -130,18 +115,12 @@ class DocPool:
             return self._pool
 
     def submit(self, tag: Any, *args: Any) -> None:
-        """Queue `work(config, *args)` for one document (run in-process right away when the pool is
-        off, or while its workers are still starting).
+        """Queue `work(config, *args)` for one document (run in-process right away when the pool is off).
 
         The arguments (the fetched bytes among them) are pickled to the worker: keep them small.
         """
         fut: Future[Any]
         if self.enabled:
-            self._start()
-        if self.enabled and not self._up.is_set():
-            # The workers are still starting and this process's core would sit idle: parse here.
-            fut = self._inline(args)
-        elif self.enabled:
             try:
                 fut = self._executor().submit(_call, self.work, *args)
             except BrokenProcessPool:  # a worker died (OOM?): carry on without the pool

@@ -68,7 +68,6 @@ def test_pool_runs_documents_in_other_processes_and_reraises_their_errors(config
     src = SourceConfig(name="s", url="http://127.0.0.1/x")
     docs = [Fetched("s", "http://127.0.0.1/x", b"<rss/>") for _ in range(4)]
     with _parallel.DocPool(config, where, jobs=_parallel.MIN_JOBS, workers=2) as pool:
-        assert pool.wait_started(timeout=60)
         for i, doc in enumerate(docs):
             pool.submit(i, src, doc, clock())
         results = dict(pool.drain(block=True))
@@ -81,16 +80,3 @@ def test_pool_runs_documents_in_other_processes_and_reraises_their_errors(config
     with _parallel.DocPool(config, where, jobs=1, workers=2) as pool:
         pool.submit(0, src, docs[0], clock())
         assert dict(pool.drain(block=True))[0][0] == os.getpid()
-
-
-@pytest.mark.skipif(_parallel.cpu_count() < 2, reason="the pool is used only with two or more CPUs")
-def test_documents_are_parsed_in_process_while_the_workers_start(config: Config, clock: Clock) -> None:
-    src = SourceConfig(name="s", url="http://127.0.0.1/x")
-    doc = Fetched("s", "http://127.0.0.1/x", b"<rss/>")
-    with _parallel.DocPool(config, where, jobs=_parallel.MIN_JOBS, workers=2, warm=False) as pool:
-        pool.submit("early", src, doc, clock())  # starts the workers; they take a while to come up
-        assert pool.wait_started(timeout=60)
-        pool.submit("late", src, doc, clock())
-        pids = {tag: pid for tag, (pid, _) in pool.drain(block=True)}
-    assert pids["early"] == os.getpid()
-    assert pids["late"] != os.getpid()

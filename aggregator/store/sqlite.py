@@ -116,6 +116,14 @@ def _dt(s: str | None) -> datetime | None:
     return datetime.fromisoformat(s) if s else None
 
 
+def _seen(entry: Entry, first_seen: datetime | None) -> Entry:
+    """`entry` with the store's first_seen: a shallow copy, not dataclasses.replace (which runs
+    __init__ over all 21 fields and cost as much as the SQL per stored entry)."""
+    copy = object.__new__(Entry)
+    object.__setattr__(copy, "__dict__", {**entry.__dict__, "first_seen": first_seen})
+    return copy
+
+
 class SQLiteStore:
     """The embedded default store. One file; safe against a killed process."""
 
@@ -382,14 +390,6 @@ def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
 
 def _marks(chunk: list[str]) -> str:
     return ",".join("?" * len(chunk))
-
-
-def _seen(entry: Entry, first_seen: datetime | None) -> Entry:
-    """`entry` with the store's first_seen: a shallow copy, not dataclasses.replace (which runs
-    __init__ over all 21 fields and cost as much as the SQL per stored entry)."""
-    copy = object.__new__(Entry)
-    object.__setattr__(copy, "__dict__", {**entry.__dict__, "first_seen": first_seen})
-    return copy
 
 
 def _keep_source_updated(entry: Entry, stored_payload: str) -> Entry:
