@@ -80,3 +80,23 @@ def test_pool_runs_documents_in_other_processes_and_reraises_their_errors(config
     with _parallel.DocPool(config, where, jobs=1, workers=2) as pool:
         pool.submit(0, src, docs[0], clock())
         assert dict(pool.drain(block=True))[0][0] == os.getpid()
+
+
+@pytest.mark.skipif(_parallel.cpu_count() < 2, reason="the pool is used only with two or more CPUs")
+def test_closing_the_pool_stops_the_forkserver_and_a_new_pool_starts_another(config: Config, clock: Clock) -> None:
+    """The forkserver holds the preloaded pipeline; left running it would keep that memory for the
+    rest of the process (clustering, publishing, a scheduler's days)."""
+    psutil = pytest.importorskip("psutil")
+
+    def forkservers() -> list[int]:
+        kids = psutil.Process().children(recursive=True)
+        return [p.pid for p in kids if any("forkserver" in part for part in p.cmdline())]
+
+    src = SourceConfig(name="s", url="http://127.0.0.1/x")
+    doc = Fetched("s", "http://127.0.0.1/x", b"<rss/>")
+    for _ in range(2):
+        with _parallel.DocPool(config, where, jobs=_parallel.MIN_JOBS, workers=2) as pool:
+            pool.submit(0, src, doc, clock())
+            assert dict(pool.drain(block=True))[0][0] != os.getpid()
+            assert forkservers()
+        assert forkservers() == []
