@@ -146,9 +146,10 @@ class _Run:
         batch of stalls would add a whole deadline to the run. Open sockets stay bounded: by
         `concurrency` plus the stalled requests (at most one per source).
 
-        `ahead`: a request starts only while the requests holding a slot plus the results not yet
+        `ahead`: a request starts only while the requests holding a slot plus the bodies not yet
         taken (see took) are fewer than `concurrency + ahead`, so a slow caller (parsing) makes the
-        fetching wait instead of piling every feed's body up in memory.
+        fetching wait instead of piling every feed's body up in memory. Results without a body
+        (304, errors) are small and do not count: taking them costs no thread hop.
         """
         cfg = self.config
         waiting: dict[str, deque[int]] = {}  # host -> its jobs not started yet, in order
@@ -174,7 +175,8 @@ class _Run:
                 if busy[host] == cfg.per_host - 1 and waiting[host]:
                     heapq.heappush(ready, (waiting[host][0], host))
                 wake.set()
-            self.unclaimed += 1
+            if _has_body(result):
+                self.unclaimed += 1
             deliver((i, result))
 
         with self.scope:
@@ -298,6 +300,10 @@ class _Run:
         return body.result()
 
 
+def _has_body(result: Result) -> bool:
+    return isinstance(result, Fetched) and result.content is not None
+
+
 # A body this small is read to its end rather than dropped, so the connection stays reusable.
 DRAIN_MAX = 64 * 1024
 
@@ -398,7 +404,7 @@ class HttpFetcher:
                     if got is None:  # fetch_all ended early: only by an error, raised here
                         done.result()
                         raise RuntimeError("the fetch loop ended before every result was delivered")
-                    if ahead is not None:
+                    if ahead is not None and _has_body(got[1]):
                         portal.call(run.took)
                     # No reference is kept: a body is freed once the caller has parsed it.
                     yield got
