@@ -85,17 +85,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            with anyio.fail_after(timeout):
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         allowed: list[str] = []
         refused: list[str] = []
-        for info in infos:
-            addr = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone id
+        # An address needs no lookup; a name's every address is checked.
+        for found in [host] if _is_ip(host) else await _resolve(host, port, timeout):
+            addr = found.split("%", 1)[0]  # drop an IPv6 zone id
             ip = ipaddress.ip_address(addr)
             why = self.policy.problem(ip)
             if why is None:
@@ -128,6 +122,18 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """The addresses of a host name (an address needs none: asyncio would still hand it to a thread)."""
+    try:
+        with anyio.fail_after(timeout):
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    return [str(info[4][0]) for info in infos]
 
 
 class _Stream(httpcore.AsyncNetworkStream):

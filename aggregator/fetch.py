@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import urljoin, urlsplit
 
 import anyio
+import anyio._backends._asyncio  # noqa: F401  (see below)
 import anyio.from_thread
 import httpcore
 import httpx
@@ -38,6 +39,9 @@ from .config import FetchConfig, SourceConfig
 from .errors import FetchError
 from .store.base import SourceState
 from .types import Fetched
+
+# anyio's asyncio backend (and asyncio with it, ~25 ms) is imported with this module rather than
+# lazily by the first refresh's event loop, where it delayed the first request.
 
 USER_AGENT = f"aggregator/{__version__} (feed aggregator; +https://example.invalid/aggregator)"
 ACCEPT = (
