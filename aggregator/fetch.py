@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import urljoin, urlsplit
 
 import anyio
-import anyio._backends._asyncio  # noqa: F401  (see below)
+import anyio._backends._asyncio  # (see below)
 import anyio.from_thread
 import httpcore
 import httpx
@@ -101,17 +101,17 @@ class _Pool(httpcore.AsyncConnectionPool):
             if not request.is_queued():
                 continue
             origin = request.request.url.origin
-            conn = next((c for c in kept if c.can_handle_request(origin) and c.is_available()), None)
-            if conn is None:
+            reuse = next((c for c in kept if c.can_handle_request(origin) and c.is_available()), None)
+            if reuse is None:
                 if len(kept) >= self._max_connections:
                     idle = next((c for c in kept if c.is_idle()), None)
                     if idle is None:
                         continue  # stays queued until a connection frees up
                     kept.remove(idle)
                     closing.append(idle)
-                conn = self.create_connection(origin)
-                kept.append(conn)
-            request.assign_to_connection(conn)
+                reuse = self.create_connection(origin)
+                kept.append(reuse)
+            request.assign_to_connection(reuse)
         return closing
 
 
