@@ -623,3 +623,37 @@ def test_a_kept_connection_the_server_closed_is_not_reused() -> None:
         )
     assert all(isinstance(r, Fetched) and r.status == 200 for r in got), got
     assert len({port for port, _, _ in a.log}) == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [("127.0.0.1", "loopback"), ("[::1]", "loopback"), ("127.1", "loopback"), ("0.0.0.0", "unspecified")],
+)
+def test_address_hosts_are_checked_without_a_lookup_and_odd_forms_after_one(feeds: Feeds, host: str, why: str) -> None:
+    """An address host is checked as it stands (no lookup); shorthand forms such as 127.1 are not
+    addresses to Python, so they are looked up and the address they stand for is checked."""
+    feeds.ok("/feed.xml", rss("x"))
+    fetcher = HttpFetcher(FetchConfig(timeout=TIMEOUT))
+    url = feeds.url("/feed.xml").replace("127.0.0.1", host)
+    got = fetcher.fetch_many([(SourceConfig(name="x", url=url), SourceState("x"))])[0]
+    assert "refused to connect to" in str(got) and why in str(got), got
+    assert feeds.requests == []
+
+
+def test_idle_connections_beyond_the_keep_alive_cap_are_closed() -> None:
+    """Concurrency 1 keeps at most 2 connections open: after feeds on five servers, one after
+    another, only the last two servers' connections are reused (no socket per host piling up)."""
+    servers = [KeepAliveServer() for _ in range(5)]
+    for srv in servers:
+        srv.__enter__()
+    try:
+        fetcher = HttpFetcher(FetchConfig(**fetch_cfg(concurrency=1, per_host=1)))
+        sources = [SourceConfig(name=f"f{i}", url=srv.url(f"/feed{i}.xml")) for i, srv in enumerate(servers)]
+        sources += [SourceConfig(name=f"g{i}", url=servers[i].url(f"/feed{i}.xml")) for i in (4, 3, 0)]
+        got = fetcher.fetch_many([(s, SourceState(s.name)) for s in sources])
+    finally:
+        for srv in servers:
+            srv.__exit__()
+    assert all(isinstance(r, Fetched) and r.status == 200 for r in got), got
+    # The second round finds the last two servers' connections kept and the first one's gone.
+    assert [len({port for port, _, _ in srv.log}) for srv in servers] == [2, 1, 1, 1, 1]
