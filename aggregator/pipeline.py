@@ -213,7 +213,7 @@ def _record_remote(
         log.warning("%s: permanently moved to %s; update its url in feeds.yaml", source.name, moved)
     fetched = got
 
-    def succeeded(etag: str | None, last_modified: str | None) -> None:
+    def succeeded(etag: str | None, last_modified: str | None, soon: bool = False) -> None:
         deps.store.put_source_state(
             health.after_success(
                 state,
@@ -223,11 +223,14 @@ def _record_remote(
                 etag=etag,
                 last_modified=last_modified,
                 permanent_redirect=moved,
-            )
+            ),
+            soon=soon,
         )
 
-    if got.content is None:  # 304: nothing to parse, nothing changes
-        succeeded(got.headers.get("etag") or state.etag, got.headers.get("last-modified") or state.last_modified)
+    if got.content is None:  # 304: nothing to parse, nothing changes; written with the next 304s
+        succeeded(
+            got.headers.get("etag") or state.etag, got.headers.get("last-modified") or state.last_modified, soon=True
+        )
         return SourceResult(source.name, not_modified=True, unchanged=state.entry_count, moved_to=moved)
     entries, warnings, bad, sigs = parsed if parsed is not None else parse_fetched(config, source, got, now)
     if bad:
@@ -290,9 +293,10 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
         if progress is not None:
             progress(result, len(results), len(enabled))
 
+    states = deps.store.get_source_states(s.name for s in enabled if s.is_remote)
     for source in enabled:
         if source.is_remote:
-            state = deps.store.get_source_state(source.name)
+            state = states[source.name]
             if state.disabled or not (force or health.is_due(state, now)):
                 done(_not_fetched(config, source, state))
             else:
@@ -324,6 +328,7 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
                 done(_record_remote(config, deps, src, st, doc, now, parsed))
         for (src, st, doc), parsed in pool.drain(block=True):
             done(_record_remote(config, deps, src, st, doc, now, parsed))
+    deps.store.flush_source_states()  # the last 304s' states
     # Nothing new since the last publish (the usual unchanged re-poll): the outputs are current.
     kept = None if force else _publish_stamp.unchanged(config, deps.store)
     if kept is not None:

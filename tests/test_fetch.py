@@ -28,7 +28,9 @@ from aggregator.cli import main
 from aggregator.config import Config, FetchConfig, SourceConfig
 from aggregator.fetch import HttpFetcher
 from aggregator.pipeline import Deps, make_deps, refresh
+from aggregator.store import SQLiteStore
 from aggregator.store.base import SourceState
+from aggregator.store.sqlite import STATE_GROUP
 from aggregator.types import Fetched
 
 from .conftest import Clock
@@ -657,3 +659,69 @@ def test_idle_connections_beyond_the_keep_alive_cap_are_closed() -> None:
     assert all(isinstance(r, Fetched) and r.status == 200 for r in got), got
     # The second round finds the last two servers' connections kept and the first one's gone.
     assert [len({port for port, _, _ in srv.log}) for srv in servers] == [2, 1, 1, 1, 1]
+
+
+def test_an_unchanged_re_poll_records_every_source_before_refresh_returns(
+    feeds: Feeds, write_config: Callable[..., Config], clock: Clock
+) -> None:
+    """304s are recorded in groups; the last, partial group is written before refresh returns,
+    so another process (`aggregator sources`, a second refresh) sees every feed's last poll."""
+    n = 21  # one full group of 16 and a partial one
+
+    def conditional(name: str) -> Handler:
+        def answer(r: Request) -> Response:
+            if r.headers.get("If-None-Match") == f'"{name}"':
+                return Response(status=304)
+            return Response(rss(name), headers={**RSS_HEADERS, "ETag": f'"{name}"'})
+
+        return answer
+
+    for i in range(n):
+        feeds.handlers[f"/f{i}.xml"] = conditional(f"f{i}")
+    cfg = write_config(sources=[{"name": f"f{i}", "url": feeds.url(f"/f{i}.xml")} for i in range(n)], fetch=fetch_cfg())
+    run(cfg, clock)
+    clock.now += timedelta(hours=2)
+    d = make_deps(cfg, clock=clock)
+    try:
+        report = refresh(cfg, d)
+        # Read through a second connection while the first is still open, as another process would.
+        other = SQLiteStore(cfg.database_path)
+        try:
+            states = other.all_source_states()
+        finally:
+            other.close()
+    finally:
+        d.close()
+    assert all(r.not_modified for r in report.results)
+    assert len(states) == n
+    assert all(s.last_success == clock.now and s.etag == f'"{s.name}"' for s in states), states
+
+
+def test_held_source_states_are_written_in_groups_and_before_any_read(tmp_path: Path) -> None:
+    """States written with soon=True reach the file a group at a time (a killed run loses at
+    most one group), and the writing store itself always reads what it was given."""
+    path = tmp_path / "s.db"
+    store, other = SQLiteStore(path), SQLiteStore(path)
+    try:
+        for i in range(STATE_GROUP - 1):
+            store.put_source_state(SourceState(f"s{i}", etag=f'"{i}"'), soon=True)
+        assert other.all_source_states() == []  # held back, not lost:
+        assert store.get_source_state("s0").etag == '"0"'  # a read writes them first
+        assert len(other.all_source_states()) == STATE_GROUP - 1
+        for i in range(STATE_GROUP):
+            store.put_source_state(SourceState(f"t{i}", etag="new"), soon=True)
+        assert len(other.all_source_states()) == 2 * STATE_GROUP - 1  # a full group is written at once
+        store.put_source_state(SourceState("s1", etag="later"), soon=True)
+        with store.transaction():  # any transaction writes held states before its own writes
+            pass
+        assert other.get_source_state("s1").etag == "later"
+        store.put_source_state(SourceState("s2", etag="last"), soon=True)
+    finally:
+        store.close()  # closing writes what is still held
+        other.close()
+    reopened = SQLiteStore(path)
+    try:
+        assert reopened.get_source_state("s2").etag == "last"
+        assert reopened.get_source_states(["s2", "nobody"])["nobody"] == SourceState("nobody")
+    finally:
+        reopened.close()

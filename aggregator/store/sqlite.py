@@ -107,6 +107,16 @@ MIGRATIONS: list[str] = [
 # third less work per insert and cost a few percent more file.
 PAGE_SIZE = 8192
 
+# States written with put_source_state(soon=True) are held back and written together, this many
+# at a time: an unchanged re-poll records 304 after 304, and a transaction each cost more than
+# the write. A killed run loses at most one group's bookkeeping (those feeds are polled again).
+STATE_GROUP = 16
+
+_STATE_COLUMNS = (
+    "name, etag, last_modified, last_attempt, last_success, last_error, consecutive_failures,"
+    " next_attempt, disabled, redirected_to"
+)
+
 
 def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
@@ -129,6 +139,7 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._held: list[SourceState] = []  # see put_source_state(soon=True)
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,10 +162,15 @@ class SQLiteStore:
                 self.db.execute(f"PRAGMA user_version={i}")
 
     def transaction(self) -> _Tx:
+        if self._held:  # held states first: writes land in the order they were made
+            self.flush_source_states()
         return _Tx(self.db)
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.flush_source_states()
+        finally:
+            self.db.close()
 
     # -- entries ----------------------------------------------------------------------------
     def upsert_entries(self, entries: Iterable[Entry], now: datetime) -> list[tuple[Entry, UpsertResult]]:
@@ -243,50 +259,58 @@ class SQLiteStore:
 
     # -- sources ----------------------------------------------------------------------------
     def get_source_state(self, name: str) -> SourceState:
-        row = self.db.execute(
-            "SELECT name, etag, last_modified, last_attempt, last_success, last_error, consecutive_failures,"
-            " next_attempt, disabled, redirected_to FROM sources WHERE name=?",
-            (name,),
-        ).fetchone()
-        count = self.db.execute("SELECT COUNT(*) FROM entries WHERE source=?", (name,)).fetchone()[0]
-        if row is None:
-            return SourceState(name=name, entry_count=count)
-        return SourceState(
-            name=row[0],
-            etag=row[1],
-            last_modified=row[2],
-            last_attempt=_dt(row[3]),
-            last_success=_dt(row[4]),
-            last_error=row[5],
-            consecutive_failures=row[6],
-            next_attempt=_dt(row[7]),
-            disabled=bool(row[8]),
-            redirected_to=row[9],
-            entry_count=count,
-        )
+        return self.get_source_states([name])[name]
 
-    def put_source_state(self, state: SourceState) -> None:
-        with self.transaction():
-            self.db.execute(
-                "INSERT OR REPLACE INTO sources(name, etag, last_modified, last_attempt, last_success, last_error,"
-                " consecutive_failures, next_attempt, disabled, redirected_to) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    state.name,
-                    state.etag,
-                    state.last_modified,
-                    _iso(state.last_attempt),
-                    _iso(state.last_success),
-                    state.last_error,
-                    state.consecutive_failures,
-                    _iso(state.next_attempt),
-                    int(state.disabled),
-                    state.redirected_to,
-                ),
+    def get_source_states(self, names: Iterable[str]) -> dict[str, SourceState]:
+        """Each named source's state (a default one for a source never seen), in a few queries."""
+        self.flush_source_states()
+        wanted = list(dict.fromkeys(names))
+        rows: dict[str, tuple[Any, ...]] = {}
+        counts: dict[str, int] = {}
+        for chunk in _chunks(wanted):
+            marks = _marks(chunk)
+            sql = f"SELECT {_STATE_COLUMNS} FROM sources WHERE name IN ({marks})"
+            rows.update((r[0], r) for r in self.db.execute(sql, chunk))
+            sql = f"SELECT source, COUNT(*) FROM entries WHERE source IN ({marks}) GROUP BY source"
+            counts.update(self.db.execute(sql, chunk).fetchall())
+        return {name: _state(name, rows.get(name), counts.get(name, 0)) for name in wanted}
+
+    def put_source_state(self, state: SourceState, *, soon: bool = False) -> None:
+        """Write a source's state. `soon`: it may be held back and written with the next ones,
+        STATE_GROUP at a time in one transaction; the next read of a state, transaction, flush or
+        close writes the held ones first."""
+        self._held.append(state)
+        if not soon or len(self._held) >= STATE_GROUP:
+            self.flush_source_states()
+
+    def flush_source_states(self) -> None:
+        """Write the states held back by put_source_state(soon=True)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        rows = [
+            (
+                st.name,
+                st.etag,
+                st.last_modified,
+                _iso(st.last_attempt),
+                _iso(st.last_success),
+                st.last_error,
+                st.consecutive_failures,
+                _iso(st.next_attempt),
+                int(st.disabled),
+                st.redirected_to,
             )
+            for st in held
+        ]
+        with _Tx(self.db):
+            self.db.executemany(f"INSERT OR REPLACE INTO sources({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
     def all_source_states(self) -> list[SourceState]:
+        self.flush_source_states()
         names = [r[0] for r in self.db.execute("SELECT name FROM sources ORDER BY name")]
-        return [self.get_source_state(n) for n in names]
+        states = self.get_source_states(names)
+        return [states[n] for n in names]
 
     # -- stories ----------------------------------------------------------------------------
     def story_links(self) -> dict[str, StoryLink]:
@@ -381,6 +405,24 @@ class SQLiteStore:
             sql = f"SELECT id, payload, first_seen FROM entries WHERE id IN ({_marks(chunk)})"
             out.update((r[0], entry_from_json(r[1], r[2])) for r in self.db.execute(sql, chunk))
         return out
+
+
+def _state(name: str, row: tuple[Any, ...] | None, count: int) -> SourceState:
+    if row is None:
+        return SourceState(name=name, entry_count=count)
+    return SourceState(
+        name=row[0],
+        etag=row[1],
+        last_modified=row[2],
+        last_attempt=_dt(row[3]),
+        last_success=_dt(row[4]),
+        last_error=row[5],
+        consecutive_failures=row[6],
+        next_attempt=_dt(row[7]),
+        disabled=bool(row[8]),
+        redirected_to=row[9],
+        entry_count=count,
+    )
 
 
 def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
