@@ -24,6 +24,7 @@ import queue
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -77,11 +78,13 @@ class _Pool(httpcore.AsyncConnectionPool):
     """httpcore's pool with its bookkeeping made linear in the number of connections.
 
     httpcore 1.0 runs `_assign_requests_to_connections` at every request's start and end, and
-    for each idle connection it counts all connections again (a list built and thrown away):
-    quadratic, most of the fetch loop's own time in a run of 304s with a few dozen keep-alive
-    connections. This is the same policy, in one pass: drop closed connections, close expired
-    ones and idle ones beyond `max_keepalive_connections`, then give each queued request an
-    available connection to its origin, a new one, or the place of an idle one.
+    for each idle connection it counts all connections again (a list built and thrown away) and
+    polls its socket: quadratic, most of the fetch loop's own time in a run of 304s with a few
+    dozen keep-alive connections. The same policy in one pass: drop closed connections, close
+    idle ones beyond `max_keepalive_connections`, then give each queued request an available
+    connection to its origin, a new one, or the place of an idle one. Expiry (keep-alive time
+    over, or the server closed it) is checked on the connection about to be reused, not on every
+    idle one each time: an expired one is never used, and the cap bounds those left open.
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
@@ -91,28 +94,40 @@ class _Pool(httpcore.AsyncConnectionPool):
         for conn in self._connections:
             if conn.is_closed():
                 left -= 1
-            elif conn.has_expired() or (conn.is_idle() and left > self._max_keepalive_connections):
+            elif conn.is_idle() and left > self._max_keepalive_connections:
                 left -= 1
                 closing.append(conn)
             else:
                 kept.append(conn)
-        self._connections = kept
         for request in self._requests:
-            if not request.is_queued():
-                continue
-            origin = request.request.url.origin
-            reuse = next((c for c in kept if c.can_handle_request(origin) and c.is_available()), None)
-            if reuse is None:
-                if len(kept) >= self._max_connections:
-                    idle = next((c for c in kept if c.is_idle()), None)
-                    if idle is None:
-                        continue  # stays queued until a connection frees up
-                    kept.remove(idle)
-                    closing.append(idle)
-                reuse = self.create_connection(origin)
-                kept.append(reuse)
-            request.assign_to_connection(reuse)
+            if request.is_queued():
+                self._assign(request, kept, closing)
+        self._connections = kept
         return closing
+
+    def _assign(
+        self,
+        request: Any,
+        kept: list[httpcore.AsyncConnectionInterface],
+        closing: list[httpcore.AsyncConnectionInterface],
+    ) -> None:
+        origin = request.request.url.origin
+        for conn in list(kept):
+            if conn.can_handle_request(origin) and conn.is_available():
+                if not conn.has_expired():
+                    request.assign_to_connection(conn)
+                    return
+                kept.remove(conn)
+                closing.append(conn)
+        if len(kept) >= self._max_connections:
+            idle = next((c for c in kept if c.is_idle()), None)
+            if idle is None:
+                return  # stays queued until a connection frees up
+            kept.remove(idle)
+            closing.append(idle)
+        conn = self.create_connection(origin)
+        kept.append(conn)
+        request.assign_to_connection(conn)
 
 
 class _GuardedTransport(httpx.AsyncHTTPTransport):
