@@ -8,7 +8,8 @@ more than it saves, and most tests stay single-process.
 
 The work function is pickled by reference, so the workers import it themselves; the pool uses
 the forkserver start method (never plain fork: the fetcher's event-loop thread is running, and
-forking a process with threads can deadlock) and preloads the pipeline's modules into it.
+forking a process with threads can deadlock) and preloads the parse stages' modules into it
+(`aggregator.ingest`: not the whole pipeline, whose fetcher, publisher and mailer no worker uses).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ T = TypeVar("T")
 Work = Callable[..., T]  # work(config, *args)
 
 # Remote sources in a run below which parsing stays in-process: starting the pool costs ~1-2 s of
-# CPU (the forkserver imports the pipeline once), about what 30 feeds of 50 entries take to parse.
+# CPU (the forkserver imports the parse stages once), about what 30 feeds of 50 entries take to parse.
 MIN_JOBS = 32
-PRELOAD = ["aggregator.pipeline"]  # imported once in the forkserver, inherited by every worker
+PRELOAD = ["aggregator.ingest"]  # imported once in the forkserver, inherited by every worker
 
 _CONFIG: Config | None = None
 
@@ -46,7 +47,7 @@ def cpu_count() -> int:
 def _stop_forkserver() -> None:
     """Stop the forkserver once its workers are gone.
 
-    It outlives the pool otherwise, holding the preloaded pipeline (40-70 MB, no longer shared
+    It outlives the pool otherwise, holding the preloaded parse stages (~50 MB, no longer shared
     with any worker) through clustering and publishing and for the rest of a long-lived process;
     the next pool starts a new one. multiprocessing has no public way to stop it: `_stop` is what
     its own tests use, so it is looked up, and without it the server simply stays.
