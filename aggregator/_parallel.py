@@ -15,6 +15,7 @@ forking a process with threads can deadlock) and preloads the parse stages' modu
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import threading
@@ -63,6 +64,10 @@ def _stop_forkserver() -> None:
 def _init(config: Config) -> None:
     global _CONFIG
     _CONFIG = config
+    # The modules preloaded in the forkserver are shared with it copy-on-write; a full garbage
+    # collection walks (and writes to) every object, which would copy their pages into each
+    # worker. Frozen, the inherited objects are left out of collections and stay shared.
+    gc.freeze()
 
 
 def _noop() -> None:
