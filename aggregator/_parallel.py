@@ -8,12 +8,14 @@ more than it saves, and most tests stay single-process.
 
 The work function is pickled by reference, so the workers import it themselves; the pool uses
 the forkserver start method (never plain fork: the fetcher's event-loop thread is running, and
-forking a process with threads can deadlock) and preloads the pipeline's modules into it.
+forking a process with threads can deadlock) and preloads the parse stages' modules into it
+(`aggregator.ingest`: not the whole pipeline, whose fetcher, publisher and mailer no worker uses).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import threading
@@ -28,9 +30,9 @@ T = TypeVar("T")
 Work = Callable[..., T]  # work(config, *args)
 
 # Remote sources in a run below which parsing stays in-process: starting the pool costs ~1-2 s of
-# CPU (the forkserver imports the pipeline once), about what 30 feeds of 50 entries take to parse.
+# CPU (the forkserver imports the parse stages once), about what 30 feeds of 50 entries take to parse.
 MIN_JOBS = 32
-PRELOAD = ["aggregator.pipeline"]  # imported once in the forkserver, inherited by every worker
+PRELOAD = ["aggregator.ingest"]  # imported once in the forkserver, inherited by every worker
 
 _CONFIG: Config | None = None
 
@@ -46,7 +48,7 @@ def cpu_count() -> int:
 def _stop_forkserver() -> None:
     """Stop the forkserver once its workers are gone.
 
-    It outlives the pool otherwise, holding the preloaded pipeline (40-70 MB, no longer shared
+    It outlives the pool otherwise, holding the preloaded parse stages (~50 MB, no longer shared
     with any worker) through clustering and publishing and for the rest of a long-lived process;
     the next pool starts a new one. multiprocessing has no public way to stop it: `_stop` is what
     its own tests use, so it is looked up, and without it the server simply stays.
@@ -62,6 +64,10 @@ def _stop_forkserver() -> None:
 def _init(config: Config) -> None:
     global _CONFIG
     _CONFIG = config
+    # The modules preloaded in the forkserver are shared with it copy-on-write; a full garbage
+    # collection walks (and writes to) every object, which would copy their pages into each
+    # worker. Frozen, the inherited objects are left out of collections and stay shared.
+    gc.freeze()
 
 
 def _noop() -> None:

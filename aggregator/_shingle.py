@@ -147,11 +147,15 @@ def title_words(title: str) -> frozenset[str]:
 
 @lru_cache(maxsize=4)
 def _permutations(num_perm: int) -> tuple[np.ndarray[Any, np.dtype[np.uint32]], np.ndarray[Any, np.dtype[np.uint32]]]:
-    """datasketch's affine32 permutations (a, b) for seed 1: its MinHash draws them, we apply them."""
-    from datasketch import MinHash  # lazily: datasketch imports scipy, ~0.5 s on every CLI start
+    """datasketch's affine32 permutations (a, b) for seed 1, drawn as its MinHash draws them.
 
-    a, b = MinHash(num_perm=num_perm, seed=1, scheme="affine32").permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    Drawn here, not taken from a MinHash: importing datasketch imports scipy (~40 MB, ~0.5 s of
+    CPU) into every process that hashes, the parse workers among them. A test pins the equality.
+    """
+    gen = np.random.RandomState(1)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from . import _publish_stamp, health
 from ._parallel import MIN_JOBS, DocPool
@@ -26,19 +25,18 @@ from .dedupe import (
     Clustering,
     Signature,
     cluster,
-    compute_signature,
     fingerprint,
     signature_horizon,
 )
 from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
-from .errors import AggregatorError, FetchError, ParseError
+from .errors import AggregatorError, FetchError
 from .fetch import HttpFetcher, permanent_redirect
 from .health import HealthPolicy
+from .ingest import Parsed, entries_from_docs, parse_fetched
 from .local import read_local
-from .normalize import normalize
-from .parse import parse_document
 from .publish import publish_all, select_window
 from .store import SourceState, SQLiteStore
+from .store._codec import Encoded, encode
 from .topics import assign_topics
 from .types import Digest, Entry, Fetched, RunReport, SourceResult, Story
 
@@ -79,41 +77,19 @@ def make_deps(
     )
 
 
-def _entries_from_docs(
-    config: Config, source: SourceConfig, docs: Sequence[Fetched], now: datetime
-) -> tuple[list[Entry], list[str], list[str]]:
-    """Parse and normalise documents. Returns entries, warnings and per-document skip reasons."""
-    tz = ZoneInfo(source.timezone or config.timezone)
-    entries: dict[str, Entry] = {}
-    warnings: list[str] = []
-    skipped: list[str] = []
-    for doc in docs:
-        try:
-            items, warns = parse_document(
-                doc, tz=tz, fetched_at=now, site_name=source.site_name, extra_boilerplate=source.boilerplate
-            )
-        except ParseError as exc:
-            skipped.append(f"{doc.location}: {exc}")
-            continue
-        warnings.extend(warns)
-        for item in items:
-            entry = normalize(item, fetched_at=now)
-            entry = dataclasses.replace(entry, topics=assign_topics(entry, config.topics))
-            entries[entry.id] = entry  # the same id twice in one source: the last copy wins
-    return list(entries.values()), warnings, skipped
-
-
-def _store_entries(deps: Deps, name: str, entries: list[Entry], now: datetime, **extra: object) -> SourceResult:
-    results = deps.store.upsert_entries(entries, now)
+def _store_entries(
+    deps: Deps, name: str, entries: list[Entry] | list[Encoded], now: datetime, **extra: object
+) -> SourceResult:
+    rows = [e if isinstance(e, Encoded) else encode(e) for e in entries]
     counts = {"new": 0, "updated": 0, "unchanged": 0}
-    for _, status in results:
+    for status in deps.store.upsert_encoded(rows, now):
         counts[status] += 1
     return SourceResult(source=name, **counts, **extra)  # type: ignore[arg-type]
 
 
 def refresh_source_local(config: Config, deps: Deps, source: SourceConfig, now: datetime) -> SourceResult:
     docs, skipped = read_local(config, source)
-    entries, warnings, bad = _entries_from_docs(config, source, docs, now)
+    entries, warnings, bad = entries_from_docs(config, source, docs, now)
     skipped = [*skipped, *bad]
     if not entries and skipped:
         return SourceResult(
@@ -166,22 +142,6 @@ def _remote_failure(
         deferred_until=new.next_attempt,
         moved_to=moved,
     )
-
-
-Parsed = tuple[list[Entry], list[str], list[str], dict[str, Signature]]
-
-
-def parse_fetched(
-    config: Config, source: SourceConfig, doc: Fetched, now: datetime, signatures: bool = False
-) -> Parsed:
-    """Parse, normalise and tag one fetched document (in a worker process when a refresh is big).
-
-    `signatures`: also compute the entries' dedupe signatures (for a source fetched for the first
-    time, whose entries are all new), so clustering after the fetches need not hash them.
-    """
-    entries, warnings, skipped = _entries_from_docs(config, source, [doc], now)
-    sigs = {e.id: compute_signature(e) for e in entries} if signatures else {}
-    return entries, warnings, skipped, sigs
 
 
 def _record_remote(
@@ -242,7 +202,7 @@ def _record_remote(
     with deps.store.transaction():
         result = _store_entries(deps, source.name, entries, now, warnings=tuple(warnings), moved_to=moved)
         if sigs:
-            deps.store.put_dedupe_signatures({k: (s.basis, s.body, s.title) for k, s in sigs.items()})
+            deps.store.put_dedupe_signatures(sigs)
         succeeded(got.etag, got.last_modified)
     return result
 
@@ -312,11 +272,7 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     # (feedparser is single-threaded) and stores each result here as it comes back: one writer.
     # Sources without validators always send a body: if many do, start the workers right away.
     unconditional = sum(1 for _, st in remote if not (st.etag or st.last_modified))
-    # First fetches also hash their entries for clustering: datasketch (and the scipy it imports,
-    # ~40 MB) is then imported once in the forkserver rather than in every worker.
-    first = sum(1 for _, st in remote if st.entry_count == 0)
-    preload = ("datasketch",) if first >= MIN_JOBS else ()
-    with DocPool(config, parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS, preload=preload) as pool:
+    with DocPool(config, parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS) as pool:
         # Fetch no further ahead than the parsers can take: the other feeds are requested as they catch up.
         for i, got in deps.fetcher.fetch_iter(remote, ahead=pool.max_pending):
             source, state = remote[i]

@@ -264,11 +264,11 @@ def test_second_refresh_is_conditional_gets_304_and_parses_nothing(
     assert first["results"]["cond"].new == 2
     assert first["states"]["cond"].etag == '"v1"' and first["states"]["cond"].last_modified == stamp
 
-    import aggregator.pipeline as pipeline
+    import aggregator.ingest as ingest
 
     parsed: list[Fetched] = []
-    real = pipeline.parse_document
-    monkeypatch.setattr(pipeline, "parse_document", lambda doc, **kw: parsed.append(doc) or real(doc, **kw))
+    real = ingest.parse_document
+    monkeypatch.setattr(ingest, "parse_document", lambda doc, **kw: parsed.append(doc) or real(doc, **kw))
     clock.now += timedelta(hours=1)
     second = run(cfg, clock)
     request = feeds.hits("/cond.xml")[-1]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..types import Entry
-from ._codec import entry_from_json, entry_to_json
+from ._codec import Encoded, encode, entry_from_json, keep_source_updated
 from .base import SourceState, StoryLink, UpsertResult
 
 # Append-only: each script moves the schema one version forward (PRAGMA user_version).
@@ -176,35 +176,53 @@ class SQLiteStore:
     def upsert_entries(self, entries: Iterable[Entry], now: datetime) -> list[tuple[Entry, UpsertResult]]:
         """Insert new entries, update changed ones (same id), keep first_seen. One transaction.
 
+        Returns each entry as stored (with its first_seen) and what happened to it.
+        """
+        items = list(entries)
+        rows = [encode(e) for e in items]
+        out: list[tuple[Entry, UpsertResult]] = []
+        for e, row, (status, first_seen, payload) in zip(items, rows, self._upsert(rows, now), strict=True):
+            if payload != row.payload:  # the stored feed `updated` was kept
+                kept = _dt((json.loads(payload).get("feed") or {}).get("updated"))
+                e = dataclasses.replace(e, feed=dataclasses.replace(e.feed, updated=kept))
+            out.append((_seen(e, _dt(first_seen)), status))
+        return out
+
+    def upsert_encoded(self, rows: Iterable[Encoded], now: datetime) -> list[UpsertResult]:
+        """`upsert_entries` for entries already encoded (by the parse workers)."""
+        return [status for status, _, _ in self._upsert(list(rows), now)]
+
+    def _upsert(self, rows: list[Encoded], now: datetime) -> list[tuple[UpsertResult, str, str]]:
+        """(status, first_seen, payload written or kept) per row.
+
         Batched (one SELECT per 500 ids, executemany for the writes): a feed's 50 entries cost
         three statements, not a hundred round trips.
         """
-        items = list(entries)
         stamp = now.isoformat()
-        out: list[tuple[Entry, UpsertResult]] = []
+        out: list[tuple[UpsertResult, str, str]] = []
         inserts: list[tuple[str, str, str, str, str | None, str, str]] = []
         updates: list[tuple[str, str, str | None, str, str]] = []
         with self.transaction():
             stored: dict[str, tuple[str, str]] = {}
-            ids = list(dict.fromkeys(e.id for e in items))
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                sql = f"SELECT id, payload, first_seen FROM entries WHERE id IN ({','.join('?' * len(chunk))})"
+            ids = list(dict.fromkeys(r.id for r in rows))
+            for chunk in _chunks(ids):
+                sql = f"SELECT id, payload, first_seen FROM entries WHERE id IN ({_marks(chunk)})"
                 stored.update((r[0], (r[1], r[2])) for r in self.db.execute(sql, chunk))
-            for e in items:
-                row = stored.get(e.id)
-                if row is not None and e.feed.updated is not None:
-                    e = _keep_source_updated(e, row[0])
-                payload = entry_to_json(e)
-                stored[e.id] = (payload, row[1] if row else stamp)  # the same id again compares to this copy
-                if row is None:
-                    inserts.append((e.id, e.source, payload, e.content_hash, e.canonical_url, stamp, stamp))
-                    out.append((_seen(e, now), "new"))
-                elif row[0] == payload:
-                    out.append((_seen(e, _dt(row[1])), "unchanged"))
+            for r in rows:
+                before = stored.get(r.id)
+                payload = r.payload
+                if before is not None and r.dated_feed:
+                    payload = keep_source_updated(payload, before[0])
+                first_seen = before[1] if before else stamp
+                stored[r.id] = (payload, first_seen)  # the same id again compares to this copy
+                if before is None:
+                    inserts.append((r.id, r.source, payload, r.content_hash, r.canonical_url, stamp, stamp))
+                    out.append(("new", first_seen, payload))
+                elif before[0] == payload:
+                    out.append(("unchanged", first_seen, payload))
                 else:
-                    updates.append((payload, e.content_hash, e.canonical_url, stamp, e.id))
-                    out.append((_seen(e, _dt(row[1])), "updated"))
+                    updates.append((payload, r.content_hash, r.canonical_url, stamp, r.id))
+                    out.append(("updated", first_seen, payload))
             self.db.executemany(
                 "INSERT INTO entries(id, source, payload, content_hash, canonical_url, first_seen, last_changed)"
                 " VALUES (?,?,?,?,?,?,?)",
@@ -432,22 +450,6 @@ def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
 
 def _marks(chunk: list[str]) -> str:
     return ",".join("?" * len(chunk))
-
-
-def _keep_source_updated(entry: Entry, stored_payload: str) -> Entry:
-    """Keep the origin feed's `updated` as it was when the entry was first stored.
-
-    A feed's <updated> moves whenever any item is added; copying it onto every stored entry
-    would mark them all changed and re-date their atom:source, so readers re-fetch items that
-    did not change. The value is the feed's state when this entry was copied (as in RFC 4287's
-    atom:source), refreshed only when the entry itself changes.
-    """
-    before = json.loads(stored_payload).get("feed") or {}
-    if before.get("id") != entry.feed.id or not before.get("updated"):
-        return entry
-    frozen = dataclasses.replace(entry, feed=dataclasses.replace(entry.feed, updated=_dt(before["updated"])))
-    # Only freeze when nothing else changed; a changed entry carries the feed's current state.
-    return frozen if entry_to_json(frozen) == stored_payload else entry
 
 
 class _Tx:

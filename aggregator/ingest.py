@@ -1,0 +1,69 @@
+"""Fetched bytes -> what the store writes: parse, normalise, tag, encode (and hash for clustering).
+
+The work of the parse workers (`_parallel.DocPool`), kept apart from the pipeline so that the
+forkserver and every worker import only these stages: not the fetcher, publisher, mailer and
+their libraries (httpx, Jinja2, feedgen...), which a worker never uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from .config import Config, SourceConfig
+from .dedupe import compute_signature
+from .errors import ParseError
+from .normalize import normalize
+from .parse import parse_document
+from .store._codec import Encoded, encode
+from .topics import assign_topics
+from .types import Entry, Fetched
+
+# entry id -> (basis, body, title): what the store keeps of a dedupe signature
+SignatureRows = dict[str, tuple[str, bytes, bytes]]
+Parsed = tuple[list[Encoded], list[str], list[str], SignatureRows]
+
+
+def entries_from_docs(
+    config: Config, source: SourceConfig, docs: Sequence[Fetched], now: datetime
+) -> tuple[list[Entry], list[str], list[str]]:
+    """Parse and normalise documents. Returns entries, warnings and per-document skip reasons."""
+    tz = ZoneInfo(source.timezone or config.timezone)
+    entries: dict[str, Entry] = {}
+    warnings: list[str] = []
+    skipped: list[str] = []
+    for doc in docs:
+        try:
+            items, warns = parse_document(
+                doc, tz=tz, fetched_at=now, site_name=source.site_name, extra_boilerplate=source.boilerplate
+            )
+        except ParseError as exc:
+            skipped.append(f"{doc.location}: {exc}")
+            continue
+        warnings.extend(warns)
+        for item in items:
+            entry = normalize(item, fetched_at=now)
+            entry = dataclasses.replace(entry, topics=assign_topics(entry, config.topics))
+            entries[entry.id] = entry  # the same id twice in one source: the last copy wins
+    return list(entries.values()), warnings, skipped
+
+
+def parse_fetched(
+    config: Config, source: SourceConfig, doc: Fetched, now: datetime, signatures: bool = False
+) -> Parsed:
+    """Parse, normalise, tag and encode one fetched document (in a worker process when a refresh is big).
+
+    Returns the entries encoded for the store (`Encoded`: a payload string pickles back from a
+    worker for a fraction of what an Entry costs), warnings and skip reasons. `signatures`: also
+    compute the entries' dedupe signatures (for a source fetched for the first time, whose entries
+    are all new), so clustering after the fetches need not hash them.
+    """
+    entries, warnings, skipped = entries_from_docs(config, source, [doc], now)
+    sigs: SignatureRows = {}
+    if signatures:
+        for e in entries:
+            s = compute_signature(e)
+            sigs[e.id] = (s.basis, s.body, s.title)
+    return [encode(e) for e in entries], warnings, skipped, sigs
