@@ -7,6 +7,10 @@ consecutive tokens, so English gets word trigrams and Chinese character trigrams
 Shingles are hashed to 32 bits with CRC-32 (stable across processes and machines, unlike
 Python's `hash`), because MinHash signatures are stored and compared across runs. Anything that
 changes the hashes must change `SCHEME`, which invalidates the stored signatures.
+
+The MinHash is datasketch's (affine32, seed 1: its permutations, drawn by datasketch itself),
+applied here with numpy to all of an entry's shingles at once; a test pins the result to
+datasketch's `MinHash.digest()`.
 """
 
 from __future__ import annotations

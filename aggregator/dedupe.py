@@ -20,9 +20,17 @@ The text rules also need: publication dates within `window_days` when both are k
 numbers of the shorter text (dates, amounts) mostly found in the other — two visits to the same
 university share names and phrases, but not their dates and figures.
 
-Candidates come from MinHash LSH (datasketch's permutations and banding) over the body shingles and
-over the title words, plus the exact-key dictionaries; no all-pairs comparison. Every candidate is then verified on
-exact shingle sets, so the MinHash only needs to be good enough to find it.
+Candidates come from MinHash LSH over the body shingles and over the title words, plus the
+exact-key dictionaries; no all-pairs comparison. Every candidate is then verified on exact shingle
+sets, so the MinHash only needs to be good enough to find it.
+
+datasketch defines the MinHash: it draws the permutations (`_shingle._permutations`), and its
+`MinHashLSH(params=(bands, rows))` banding is what `_Bands` and `_inner_hits` implement. It is
+also their test oracle: tests pin our MinHash values to its `MinHash.digest()` and our candidate
+sets to its `MinHashLSH.query` (tests/test_dedupe_lsh.py). The hot path does the same arithmetic
+vectorised, because per entry datasketch cost 0.18 ms for a 40-value MinHash (a Python call per
+shingle) and 0.065 ms for a MinHashLSH query + insert (band byte-swaps through its storage
+layer), against 0.023 and 0.008 ms here: together more than half the 0.3 ms budget per entry.
 
 Stable ids: entries are processed in first-seen order, a run's new entries as one batch. A story
 is born with the id of its founder (its first entry; in a batch, the smallest id) and keeps it:
