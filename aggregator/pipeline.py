@@ -26,7 +26,7 @@ from .dedupe import (
     Clustering,
     Signature,
     cluster,
-    compute_signature,
+    compute_signatures,
     fingerprint,
     signature_horizon,
 )
@@ -180,7 +180,7 @@ def parse_fetched(
     time, whose entries are all new), so clustering after the fetches need not hash them.
     """
     entries, warnings, skipped = _entries_from_docs(config, source, [doc], now)
-    sigs = {e.id: compute_signature(e) for e in entries} if signatures else {}
+    sigs = compute_signatures(entries) if signatures else {}
     return entries, warnings, skipped, sigs
 
 

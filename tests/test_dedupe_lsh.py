@@ -89,3 +89,21 @@ def test_big_batch_sorting_returns_the_candidates_of_datasketch_minhashlsh(corpu
         assert len(got[0]) == len(set(got[0])) and len(got[1]) == len(set(got[1]))
         found += bool(expected[0] or expected[1])
     assert found >= 40
+
+
+@pytest.mark.parametrize("block", [1, 7, 300, 1 << 14])
+def test_minhash_in_blocks_equals_datasketch_per_entry(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """Signatures are computed a block of entries at a time; each row must still be datasketch's
+    MinHash of that entry alone, empty entries and block edges included."""
+    rng = np.random.default_rng(block)
+    sizes = [0, 1, 2, 0, 40, 299, 300, 301, 0, 5, 1000, 3]
+    values = [rng.integers(0, 2**32, n, dtype=np.uint64) for n in sizes]
+    monkeypatch.setattr(_shingle, "_BLOCK", block)
+    for perm in (_shingle.BODY_PERM, _shingle.TITLE_PERM):
+        rows = _shingle.minhash_many(values, perm)
+        assert rows.shape == (len(values), perm)
+        for v, row in zip(values, rows, strict=True):
+            m = MinHash(num_perm=perm, seed=1, hashfunc=int, scheme="affine32")
+            if len(v):
+                m.update_batch(v.tolist())
+            assert np.array_equal(row, m.digest().astype(np.uint32))
