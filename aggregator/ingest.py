@@ -13,7 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from .config import Config, SourceConfig
-from .dedupe import compute_signature
+from .dedupe import compute_signatures
 from .errors import ParseError
 from .normalize import normalize
 from .parse import parse_document
@@ -62,8 +62,6 @@ def parse_fetched(
     """
     entries, warnings, skipped = entries_from_docs(config, source, [doc], now)
     sigs: SignatureRows = {}
-    if signatures:
-        for e in entries:
-            s = compute_signature(e)
-            sigs[e.id] = (s.basis, s.body, s.title)
+    if signatures:  # hashed together: one numpy pass for the feed's entries
+        sigs = {k: (s.basis, s.body, s.title) for k, s in compute_signatures(entries).items()}
     return [encode(e) for e in entries], warnings, skipped, sigs

@@ -331,7 +331,7 @@ def run_daemon(config: Config, *, deps_factory: DepsFactory | None = None, clock
     """
     global _runtime
     with instance_lock(config, "schedule"):
-        # The pipeline (feedparser, trafilatura, datasketch/scipy...) is imported only once we
+        # The pipeline (feedparser, trafilatura, numpy...) is imported only once we
         # hold the lock: a second daemon started at the same moment quits in a fraction of the
         # time and does not slow the one that runs.
         from .pipeline import make_deps, utc_now
