@@ -94,7 +94,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--feeds", type=int, default=200, help="feeds in the main corpus (~50 entries each)")
     ap.add_argument("--repoll-feeds", type=int, default=2000, help="feeds for the unchanged re-poll (0: skip)")
-    ap.add_argument("--repoll-entries", default="20,30", help="entries per feed in the re-poll corpus (min,max)")
+    ap.add_argument(
+        "--repoll-entries",
+        default="40,60",
+        help="entries per feed in the re-poll corpus (min,max); 2,000 x ~50 is also the 100k-entry memory check",
+    )
     ap.add_argument("--cluster", default="10000,100000", help="entry counts for clustering alone")
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--concurrency", type=int, default=16)
@@ -231,6 +235,13 @@ def summarize(res: dict[str, dict[str, Any]], a: argparse.Namespace, m: dict[str
     if "publish" in res and "ours_first_0ms" in res:
         share = res["publish"]["wall"] / res["ours_first_0ms"]["wall"]
         out.append(f"- Atom + digest ÷ first refresh (0 ms): **{share:.1%}** (target ≤ 5 %)")
+    for key in ("ours_first_0ms", "repoll_first"):
+        if key in res:
+            r = res[key]
+            out.append(
+                f"- peak RSS, first refresh of {r['entries']:,} entries: main process **{r['rss_mb']:.0f} MB**,"
+                f" all processes {r.get('total_rss_mb', 0):.0f} MB PSS (target ≤ 150 MB at 10k, ≤ 300 MB at 100k)"
+            )
     cl = sorted((r["entries"], r["wall"]) for k, r in res.items() if k.startswith("cluster_"))
     if len(cl) >= 2:
         (n1, t1), (n2, t2) = cl[0], cl[-1]
