@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,7 @@ _CJK_CHAR = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_SPLIT = re.compile(f"([{_CJK_CHAR}])")
 _IS_CJK = re.compile(f"^[{_CJK_CHAR}]$")
 _ALL_CJK = re.compile(f"[{_CJK_CHAR}]+$")
+_NON_CJK_WORD = re.compile(f"[^\\W{_CJK_CHAR}]+")
 # One leading character class: the regex engine scans for it fast (an alternation is twice as slow).
 _NUMBER = re.compile(r"[\d〇零一二三四五六七八九十百][\d.,〇零一二三四五六七八九十百]*")
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -63,23 +64,34 @@ _PUNCT_TO_SPACE = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.
 _STOP = 1 << 32  # the "hash" of a function word: outside the 32-bit range, filtered out by numpy
 
 
-class _TokenHashes(dict[str, int]):
+_T = TypeVar("_T", str, bytes)
+
+
+class _TokenHashes(dict[_T, int]):
     """token -> CRC-32, memoised: news vocabulary repeats, and a dict hit is cheaper than a CRC.
     Function words map to _STOP, so one vectorised comparison drops them."""
 
-    def __init__(self) -> None:
-        super().__init__(dict.fromkeys(STOPWORDS, _STOP))
+    def __init__(self, stopwords: Iterable[_T]) -> None:
+        self.stopwords: dict[_T, int] = dict.fromkeys(stopwords, _STOP)
+        super().__init__()
+        self.update(self.stopwords)
 
-    def __missing__(self, token: str) -> int:
+    def __missing__(self, token: _T) -> int:
         if len(self) > 1_000_000:  # bound the memory of a long-running daemon
             self.clear()
-            self.update(dict.fromkeys(STOPWORDS, _STOP))
-        value = zlib.crc32(token.encode("utf-8"))
+            self.update(self.stopwords)
+        value = zlib.crc32(token if isinstance(token, bytes) else token.encode("utf-8"))
         self[token] = value
         return value
 
 
-_HASHES = _TokenHashes()
+_HASHES = _TokenHashes(STOPWORDS)
+# ASCII text is tokenised as bytes: one C pass lower-cases and blanks punctuation, and splitting
+# bytes costs half of splitting a str (the CRC of an ASCII word is the same either way).
+_ASCII_HASHES = _TokenHashes(w.encode("ascii") for w in STOPWORDS)
+_ASCII_WORDS = bytes(
+    c + 32 if 65 <= c <= 90 else c if c >= 128 or chr(c).isalnum() or c == 95 else 32 for c in range(256)
+)
 
 
 def fold(text: str) -> str:
@@ -103,11 +115,47 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+_NOT_CJK = 1 << 33  # in _cjk_table: not a CJK word character
+
+
+@lru_cache(maxsize=1)
+def _cjk_table() -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """Code point (BMP) -> CRC-32 of the character if it is a CJK word character, else _NOT_CJK."""
+    table = np.full(0x10000, _NOT_CJK, dtype=np.uint64)
+    for first, last in re.findall(r"(.)-(.)", _CJK_CHAR):
+        for cp in range(ord(first), ord(last) + 1):
+            if chr(cp).isalnum():  # what \w matches: a CJK punctuation mark is no token
+                table[cp] = zlib.crc32(chr(cp).encode("utf-8"))
+    return table
+
+
+def _token_hashes(text: str) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """`_HASHES` of each of `tokens(text)`, without making a string of every Chinese character."""
+    if text.isascii():
+        raw = text.encode("ascii").translate(_ASCII_WORDS).split()
+        return np.fromiter(map(_ASCII_HASHES.__getitem__, raw), dtype=np.uint64, count=len(raw))
+    folded = fold(text)
+    points = np.frombuffer(folded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    chars = _cjk_table()[np.minimum(points, 0xFFFF)]  # 0xFFFF is no character: not CJK
+    at = np.flatnonzero(chars != _NOT_CJK)
+    if not len(at):
+        toks = _WORD.findall(folded)
+        return np.fromiter(map(_HASHES.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    starts: list[int] = []
+    words: list[int] = []
+    for m in _NON_CJK_WORD.finditer(folded):  # the words between: digits, Latin, ...
+        starts.append(m.start())
+        words.append(_HASHES[m.group()])
+    if not starts:
+        return chars[at]
+    order = np.argsort(np.concatenate((at, np.array(starts, dtype=np.intp))), kind="stable")
+    return np.concatenate((chars[at], np.array(words, dtype=np.uint64)))[order]
+
+
 def shingle_hashes(text: str) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """32-bit hashes of the text's token trigrams, English function words left out (may repeat;
     texts under 3 tokens: the tokens)."""
-    toks = tokens(text)
-    h = np.fromiter(map(_HASHES.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    h = _token_hashes(text)
     h = h[h != _STOP][:MAX_TOKENS]
     if len(h) < SHINGLE:
         return h

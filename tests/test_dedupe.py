@@ -601,3 +601,29 @@ if __name__ == "__main__":  # python -m tests.test_dedupe: the labelled-set figu
     for p, r in alone:
         if bool(r) != p["same"]:
             print(f"  {'missed' if p['same'] else 'false merge'} alone: {p['a']} ~ {p['b']} ({p['kind']})")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, World! foo_bar\tBAZ\x00qux 12.5% The Of AND x\x7fy",
+        "日本語のテキスト・カタカナ゛ 中文_under_score中",
+        "2026年第十五届 forum ｆｕｌｌ width ＡＢＣ mixed日本abc語123def",
+        "é café naïve, Ünïcode WORDS without Chinese",
+        "𠀀中文𠀁 abc x\ud800y",
+    ],
+)
+def test_shingle_hashes_are_the_crc32_of_the_tokens(text: str) -> None:
+    """Shingles are hashed without making a string of every token (bytes for ASCII, a code point
+    table for Chinese), but must stay the CRC-32 of `tokens`: stored signatures depend on it."""
+    import zlib
+
+    import numpy as np
+
+    from aggregator import _shingle
+
+    h = np.array(
+        [zlib.crc32(t.encode()) for t in _shingle.tokens(text) if t not in _shingle.STOPWORDS], dtype=np.uint64
+    )
+    expected = ((h[:-2] * _shingle._MIX1 + h[1:-1]) * _shingle._MIX2 + h[2:]) & _shingle._MASK32
+    assert np.array_equal(_shingle.shingle_hashes(text), expected)
