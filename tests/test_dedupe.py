@@ -627,3 +627,19 @@ def test_shingle_hashes_are_the_crc32_of_the_tokens(text: str) -> None:
     )
     expected = ((h[:-2] * _shingle._MIX1 + h[1:-1]) * _shingle._MIX2 + h[2:]) & _shingle._MASK32
     assert np.array_equal(_shingle.shingle_hashes(text), expected)
+
+
+def test_features_hold_each_shingle_once_in_order() -> None:
+    """`compare` intersects shingle sets by binary search: they must be sorted and distinct."""
+    import dataclasses
+
+    import numpy as np
+
+    from aggregator import _shingle
+    from aggregator.dedupe import features
+
+    e = next(iter(load_labelled()[0].values()))
+    text = e.content_text + " " + e.content_text  # every shingle twice
+    f = features(dataclasses.replace(e, content_text=text))
+    assert np.array_equal(f.shingles, np.unique(_shingle.shingle_hashes(text)).astype(np.uint32))
+    assert features(dataclasses.replace(e, content_text="")).shingles.size == 0
