@@ -804,6 +804,7 @@ class _Run:
         if big and not last:
             for e, sig in prepared:
                 self._lsh_insert(e, sig)
+        del prepared
         edges: list[tuple[int, float, str, str, Evidence]] = []
         for i in range(0, len(pairs), _PREFETCH):
             chunk = pairs[i : i + _PREFETCH]
@@ -813,6 +814,9 @@ class _Run:
                 self.compared += 1
                 if ev.rule:
                     edges.append((_RANK[ev.rule], -ev.score, e.id, other.id, ev))
+        del pairs
+        if last:  # the cached features are not needed any more: free them before _join's peak
+            self.cache = _FeatureCache(bodies=self.bodies)
         self._join(batch, edges)
 
     def _join(self, batch: list[Entry], edges: list[tuple[int, float, str, str, Evidence]]) -> None:
@@ -848,7 +852,7 @@ class _Run:
                 story[keep] = story.pop(drop)
         founder: dict[str, str] = {}  # root -> its first member: the batch is in founder_key order
         for e in batch:
-            root = uf.find(e.id)
+            root = uf.find(e.id) if e.id in uf.parent else e.id  # most joined nothing: no node each
             sid = story.get(root) or founder.setdefault(root, e.id)
             self.story_of[e.id] = sid
             if e.id in self.never_ids:

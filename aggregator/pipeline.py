@@ -341,7 +341,13 @@ def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None
     links = store.story_links()
     state = store.get_dedupe_state(DEDUPE_STATE_KEY)
     needed, since = signature_horizon(entries, links, state, config.dedupe)
-    sigs = {k: Signature(*v) for k, v in store.dedupe_signatures(since=since).items()} if needed else {}
+    sigs: dict[str, Signature] = {}
+    if needed:  # keyed by the entries' own id strings (not a second copy of each), rows freed as used
+        rows = store.dedupe_signatures(since=since)
+        for e in entries:
+            if (row := rows.pop(e.id, None)) is not None:
+                sigs[e.id] = Signature(*row)
+        del rows
     bodies = Bodies(lengths, store.entry_texts)
     return cluster(entries, config.dedupe, links=links, signatures=sigs, state=state, bodies=bodies)
 

@@ -29,7 +29,7 @@ class SourceState:
     entry_count: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per stored entry
 class StoryLink:
     """Why an entry belongs to a story: the rule that fired and its score."""
 
