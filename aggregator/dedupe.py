@@ -853,11 +853,12 @@ class _Run:
         founder: dict[str, str] = {}  # root -> its first member: the batch is in founder_key order
         for e in batch:
             root = uf.find(e.id) if e.id in uf.parent else e.id  # most joined nothing: no node each
-            sid = story.get(root) or founder.setdefault(root, e.id)
+            sid = story.get(root) or (founder.setdefault(root, e.id) if root in uf.parent else root)
             self.story_of[e.id] = sid
             if e.id in self.never_ids:
                 self.pinned_members.setdefault(sid, set()).add(e.id)
-        batch_ids = {e.id for e in batch}
+        matched = {x for edge in edges for x in edge[2:4]}
+        batch_ids = {e.id for e in batch if e.id in matched}  # those in an edge: not a set of all
         best: dict[str, tuple[int, float, str, Evidence]] = {}
         for rank, score, a, b, ev in edges:  # sorted strongest first
             if self.story_of[a] == self.story_of[b]:
