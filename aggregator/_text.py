@@ -6,6 +6,7 @@ import html
 import re
 import threading
 import unicodedata
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import ClassVar
 from urllib.parse import urljoin
@@ -41,18 +42,41 @@ def collapse_ws(s: str) -> str:
     return " ".join(s.split())
 
 
-_BASE = threading.local()  # the base URL of the fragment being sanitised, for _resolve_relative
+class UrlCleaner:
+    """nh3's allow-list with one prebuilt Cleaner (about twice as fast as nh3.clean(), which rebuilds
+    its rules per call). nh3 hands every relative href/src URL to `resolve(base, url)`; the base of
+    the fragment being cleaned reaches that callback through a thread-local set around each call."""
+
+    def __init__(self, resolve: Callable[[str | None, str], str | None]) -> None:
+        self._base = threading.local()
+        self._resolve = resolve
+        self._cleaner = nh3.Cleaner(
+            tags=ALLOWED_TAGS,
+            attributes=ALLOWED_ATTRS,
+            url_schemes={"http", "https", "mailto"},
+            link_rel="noopener noreferrer",
+            url_relative=self._relative,
+        )
+
+    def _relative(self, url: str) -> str | None:
+        return self._resolve(getattr(self._base, "url", None), url)
+
+    def clean(self, fragment: str, base: str | None) -> str:
+        self._base.url = base
+        try:
+            return self._cleaner.clean(fragment)
+        finally:
+            self._base.url = None
 
 
-def _resolve_relative(url: str) -> str | None:
-    """nh3 calls this only for relative URLs (href, src): make them absolute against the base.
+def _join_or_keep(base: str | None, url: str) -> str | None:
+    """Relative URLs become absolute against the base.
 
     The base is what feedparser determined for the content (xml:base, else the feed's URL after
     redirects). Without an http(s) base the URL stays as written (publish resolves it against the
     article or drops it). An empty URL stays empty: feedparser's sanitiser leaves that where it
     removed a javascript: URL, which must not become a link to the feed.
     """
-    base = getattr(_BASE, "url", None)
     if base is None or not url.strip():
         return url
     try:
@@ -61,14 +85,7 @@ def _resolve_relative(url: str) -> str | None:
         return None
 
 
-# One prebuilt cleaner: about twice as fast as nh3.clean(), which rebuilds its rules per call.
-_CLEANER = nh3.Cleaner(
-    tags=ALLOWED_TAGS,
-    attributes=ALLOWED_ATTRS,
-    url_schemes={"http", "https", "mailto"},
-    link_rel="noopener noreferrer",
-    url_relative=_resolve_relative,
-)
+_CLEANER = UrlCleaner(_join_or_keep)
 
 
 def sanitize_html(fragment: str, base: str | None = None) -> str:
@@ -78,11 +95,8 @@ def sanitize_html(fragment: str, base: str | None = None) -> str:
     feedparser's own relative-URI pass (an extra sgmllib parse of every body, about a third of
     feedparser's time), so feedparser runs with resolve_relative_uris=False.
     """
-    _BASE.url = base if base and base.startswith(("http://", "https://")) else None
-    try:
-        return _CLEANER.clean(clean_text(fragment))
-    finally:
-        _BASE.url = None
+    http_base = base if base and base.startswith(("http://", "https://")) else None
+    return _CLEANER.clean(clean_text(fragment), http_base)
 
 
 def paragraphs_to_html(text: str) -> str:
