@@ -53,7 +53,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -478,14 +478,7 @@ class _Bands:
             return
         w = self.width
         for i, table in enumerate(self.tables):
-            band = raw[i * w : (i + 1) * w]
-            old = table.get(band)
-            if old is None:
-                table[band] = key
-            elif isinstance(old, str):
-                table[band] = [old, key]
-            else:
-                old.append(key)
+            _add_key(table, raw[i * w : (i + 1) * w], key)
 
     def query(self, raw: bytes) -> set[str]:
         out: set[str] = set()
@@ -493,13 +486,7 @@ class _Bands:
             return out
         w = self.width
         for i, table in enumerate(self.tables):
-            hit = table.get(raw[i * w : (i + 1) * w])
-            if hit is None:
-                continue
-            if isinstance(hit, str):
-                out.add(hit)
-            else:
-                out.update(hit)
+            out.update(_ids(table, raw[i * w : (i + 1) * w]))
         return out
 
 
@@ -533,7 +520,10 @@ def _bands_title() -> _Bands:
     return _Bands(*LSH_TITLE, _shingle.TITLE_PERM)
 
 
-def _add_key(index: dict[str, str | list[str]], key: str, entry_id: str) -> None:
+K = TypeVar("K", str, bytes)  # index keys: URLs and hashes (str), LSH band values (bytes)
+
+
+def _add_key(index: dict[K, str | list[str]], key: K, entry_id: str) -> None:
     """Index an entry under a key: the id itself while the key is its alone, a list once shared
     (most keys are never shared: a list each cost 10 MB at 100k entries)."""
     old = index.get(key)
@@ -545,7 +535,7 @@ def _add_key(index: dict[str, str | list[str]], key: str, entry_id: str) -> None
         old.append(entry_id)
 
 
-def _ids(index: Mapping[str, str | list[str]], key: str) -> Sequence[str]:
+def _ids(index: Mapping[K, str | list[str]], key: K) -> Sequence[str]:
     hit = index.get(key)
     return () if hit is None else (hit,) if isinstance(hit, str) else hit
 
