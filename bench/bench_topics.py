@@ -44,7 +44,7 @@ NOW = datetime(2026, 11, 21, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")
 
 
-def _texts() -> list[tuple[str, str]]:
+def labelled_texts() -> list[tuple[str, str]]:
     """(title, body) pairs: the labelled articles and the seeds' raw text."""
     out = []
     for p in sorted((ROOT / "tests" / "data" / "topics" / "articles").glob("*.yaml")):
@@ -57,7 +57,7 @@ def _texts() -> list[tuple[str, str]]:
 
 
 def build_feeds(n_feeds: int, per_feed: int) -> list[bytes]:
-    texts = _texts()
+    texts = labelled_texts()
     feeds = []
     k = 0
     for f in range(n_feeds):

@@ -11,7 +11,6 @@ import hashlib
 import re
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,8 +18,9 @@ from aggregator._text import excerpt
 from aggregator.config import TopicRule, load_config
 from aggregator.normalize import _HASH_WS, _hash_basis, content_hash
 from aggregator.topics import _WORD_RUN, Prepared, _compiled, _literal_prefixes, _words, score_compiled, score_text
+from bench.bench_topics import labelled_texts
 
-from .conftest import DATA, ROOT
+from .conftest import ROOT
 
 _PIECES = st.sampled_from(
     ["Rare", "earth", "REE", "R&D", "foo_bar", "_", "x2", "2026", "é", "Straße", "İ", "稀土", "，", "。", "\u3000",
@@ -94,19 +94,8 @@ def test_regex_prefilter_never_hides_a_match(text: str) -> None:
             assert any(p in low for p in prefixes), (rx.pattern, text)
 
 
-def _texts() -> list[tuple[str, str]]:
-    out = []
-    for p in sorted((DATA / "topics" / "articles").glob("*.yaml")):
-        art = yaml.safe_load(p.read_text(encoding="utf-8"))
-        out.append((art["title"], art["body"]))
-    for p in sorted((ROOT / "seeds").glob("*.txt")):
-        lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        out.append((lines[0], "\n".join(lines[1:])))
-    return out
-
-
 def test_scores_with_a_vocabulary_equal_scores_over_every_word(rules: dict[str, TopicRule]) -> None:
-    texts = _texts()
+    texts = labelled_texts()
     assert len(texts) >= 30
     for title, body in texts + [(t.upper(), b.replace(" ", "-")) for t, b in texts]:
         full = [score_compiled(_compiled(k, rules[k]), Prepared(title), Prepared(body)) for k in sorted(rules)]
