@@ -61,6 +61,15 @@ def load_labelled() -> tuple[dict[str, Entry], list[dict[str, Any]]]:
     return arts, pairs
 
 
+def _stored_and_new() -> tuple[list[Entry], list[Entry]]:
+    """The labelled articles split in two: half stored at T0, half arriving an hour later."""
+    arts, _ = load_labelled()
+    keys = sorted(arts)
+    old = [dataclasses.replace(arts[k], first_seen=T0) for k in keys[::2]]
+    new = [dataclasses.replace(arts[k], first_seen=T0 + timedelta(hours=1)) for k in keys[1::2]]
+    return old, new
+
+
 def pair_metrics(arts: dict[str, Entry], pairs: Iterable[dict[str, Any]], result: Clustering) -> dict[str, Any]:
     """Precision and recall of a clustering on the labelled pairs (same story = predicted duplicate)."""
     story = {e.id: result.links[e.id].story_id for e in arts.values()}
@@ -426,11 +435,8 @@ def test_refresh_path_finds_the_same_candidates_as_a_full_index(monkeypatch: pyt
     symmetric); forcing the other path (stored entries inserted) must give the same stories."""
     import aggregator.dedupe as dedupe
 
-    arts, _ = load_labelled()
     cfg = DedupeConfig()
-    keys = sorted(arts)
-    old = [dataclasses.replace(arts[k], first_seen=T0) for k in keys[::2]]
-    new = [dataclasses.replace(arts[k], first_seen=T0 + timedelta(hours=1)) for k in keys[1::2]]
+    old, new = _stored_and_new()
     stored = cluster(old, cfg)
     results = []
     for reverse in (4, 0):
@@ -487,11 +493,8 @@ def test_entries_without_bodies_cluster_the_same_and_load_only_what_they_compare
     and only new entries (no stored signature) and compared candidates have their text loaded."""
     from aggregator.dedupe import Bodies
 
-    arts, _ = load_labelled()
     cfg = DedupeConfig()
-    keys = sorted(arts)
-    old = [dataclasses.replace(arts[k], first_seen=T0) for k in keys[::2]]
-    new = [dataclasses.replace(arts[k], first_seen=T0 + timedelta(hours=1)) for k in keys[1::2]]
+    old, new = _stored_and_new()
     stored = cluster(old, cfg)
     whole = cluster([*old, *new], cfg, links=stored.links, signatures=stored.signatures, state=fingerprint(cfg))
     texts = {e.id: e.content_text for e in [*old, *new]}
