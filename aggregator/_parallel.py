@@ -19,7 +19,7 @@ import gc
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -83,11 +83,9 @@ class DocPool:
     """Runs `work(config, *args)` per fetched document, in worker processes when it pays.
 
     `warm`: start the workers at once (when most documents are expected to need parsing), not at
-    the first document. `preload`: more modules the work will import, imported once in the
-    forkserver (their memory shared by every worker) instead of once per worker. `submit`
-    queues a job; `drain` yields (tag, result) for finished jobs and, when more than
-    `max_pending` are queued, waits, so at most that many documents' bytes sit in the queue
-    (memory stays bounded however fast the fetcher is).
+    the first document. `submit` queues a job; `drain` yields (tag, result) for finished jobs
+    and, when more than `max_pending` are queued, waits, so at most that many documents' bytes
+    sit in the queue (memory stays bounded however fast the fetcher is).
     """
 
     def __init__(
@@ -98,10 +96,8 @@ class DocPool:
         jobs: int,
         workers: int | None = None,
         warm: bool = True,
-        preload: Sequence[str] = (),
     ) -> None:
         self.config = config
-        self.preload = [*PRELOAD, *preload]
         self.work = work
         self.workers = workers if workers is not None else cpu_count()
         self.enabled = self.workers > 1 and jobs >= MIN_JOBS
@@ -129,7 +125,7 @@ class DocPool:
             if self._pool is None:
                 try:
                     ctx: Any = multiprocessing.get_context("forkserver")
-                    ctx.set_forkserver_preload(self.preload)
+                    ctx.set_forkserver_preload(PRELOAD)
                 except ValueError:  # no forkserver (Windows): spawn, each worker imports for itself
                     ctx = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
