@@ -745,3 +745,26 @@ def test_stored_relative_links_are_still_resolved_without_the_second_pass(config
     assert 'src="https://site.example/news/img/p.png"' in (content[1].text or "")
     assert 'href="https://cdn.example/x"' in (content[1].text or "")
     assert "/rel/path" not in (content[0].text or "") and "img/p.png" not in (content[0].text or "")
+
+
+def test_source_info_reads_only_what_the_atom_source_cache_keys_on(config: Config) -> None:
+    """build_atom builds one atom:source per (feed, location, site_name, site_domain, source,
+    has authors): if source_info starts reading another field, entries would share a wrong source."""
+    read: set[str] = set()
+
+    class Recording:
+        def __init__(self, entry: Entry) -> None:
+            self._entry = entry
+
+        def __getattr__(self, name: str) -> object:
+            read.add(name)
+            return getattr(self._entry, name)
+
+    for entry in (
+        make_entry(1),
+        make_entry(2, feed=FeedMeta(), location=None, site_name="Site", site_domain="example.org"),
+        make_entry(3, feed=FeedMeta(), location=None, authors=()),
+    ):
+        source_info(config, Recording(entry))  # type: ignore[arg-type]
+    assert read <= {"feed", "location", "site_name", "site_domain", "source", "authors"}
+    assert {"feed", "location", "authors"} <= read
