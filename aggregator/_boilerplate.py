@@ -192,7 +192,8 @@ _BYLINE = (
     r"draft(?:ed)?(?: by)?|revision|revised by|editor|editors|edited by|chief editor|executive editor|responsible editor|"
     r"editor in charge|author|authors|reporter|reporters|correspondent|writer|written by|words|text|story|story by|"
     r"photo|photos|photo by|photos by|photography|photographer|images?|translator|translated by|translation|"
-    r"proofreader|proofreading|proofread|reviewer|reviewed by|contributor|contributed by|contributing writer|reported by|by|"
+    r"proofreader|proofreading|proofread|reviewer|reviewed by|contributor|contributed by|contributing writer|reported by|"
+    r"posted by|submitted by|compiled by|by|"
     r"编辑|责任编辑|责编|主编|审核|审校|审稿|校对|作者|文字|文/图|图/文|文|图|图片|摄影|摄|记者|撰稿|撰文|"
     r"初审|复审|终审|本报记者|本报通讯员|特约记者|见习记者|通讯员|翻译|译者|排版|美编|采写|整理|文字编辑|图片编辑|视频"
 )

@@ -17,6 +17,7 @@ date after the fetch time is rejected (a typo or an event announcement, not a pu
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,16 @@ _DATELINES = [
     ),
 ]
 
+# A date line without a year ("Nov. 5", "Wednesday, 5 November 10:30", "11月5日 15:38"): the whole
+# line, apart from a weekday, a clock time and metadata noise. Read only in the page header and the
+# trailing block, and its year only inferred as for datelines (`_with_inferred_year`).
+_CLOCK = r"(?:\s*,?\s*(?:at\s+)?(?:[01]?\d|2[0-3])\s*[:：时]\s*[0-5]\d(?:\s*分)?(?:\s*[ap]\.?m\.?)?)?"
+_YEARLESS = [
+    re.compile(r"^" + _MON + r"\s*(?P<d>\d{1,2})(?:st|nd|rd|th)?\b" + _CLOCK, re.I),
+    re.compile(r"^(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+" + _MON + r"(?![a-z])" + _CLOCK, re.I),
+    re.compile(r"^(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]" + _CLOCK),
+]
+
 LONG_LINE = 400  # only the start of a line is searched: dates sit at the start of metadata lines
 
 
@@ -213,6 +224,28 @@ def mostly_date(line: str, matched: str) -> bool:
     return len(rest) <= 12 and len(_HANZI.findall(_WEEKDAY_ZH.sub("", rest))) < 5
 
 
+def yearless_date(line: str) -> tuple[int, int, str] | None:
+    """(month, day, matched) when a short line is only a date without a year ("Nov. 5")."""
+    if len(line) > 80:
+        return None
+    text = _WEEKDAY.sub("", line.strip(), count=1)
+    for pat in _YEARLESS:
+        m = pat.match(text)
+        if not m:
+            continue
+        rest = _NOISE.sub(" ", text[m.end() :])
+        if re.sub(r"[\s|｜\-–—·•/\[\]()（）【】:：,，.]+", "", LABEL_RE.sub(" ", rest)):
+            return None  # "May 4th Movement", "March 18 workshop": words follow the date
+        g = m.groupdict()
+        month = _month(g["mon"]) if g.get("mon") else int(g["m"])
+        try:
+            datetime(2000, month, int(g["d"]))  # validates month/day (2000 is a leap year)
+        except ValueError:
+            return None
+        return month, int(g["d"]), m.group(0).strip()
+    return None
+
+
 def years_in(text: str, *, until: int) -> set[int]:
     """Distinct plausible years (1900..until) written in a text."""
     return {int(y) for y in _YEAR.findall(text) if 1900 <= int(y) <= until}
@@ -283,12 +316,31 @@ def find_date(
         return updated
 
     # 3. A dateline opening the body.
+    unknown: FoundDate | None = None  # a date without a year whose year could not be inferred
     for i in opening:
         ln = lines[i]
-        for pat in _DATELINES:
-            dl = pat.match(ln)
-            if dl:
-                return _from_dateline(dl, i, tz=tz, fetched_at=fetched_at, article_text=article_text, rejected=rejected)
+        dl = next((m for m in (pat.match(ln) for pat in _DATELINES) if m), None)
+        if dl:
+            found = _from_dateline(dl, i, tz=tz, fetched_at=fetched_at, article_text=article_text)
+            if found.value is not None or dl.group("y"):
+                return found
+            unknown = found
+            break
+
+    # 4. A date line without a year in the header or the trailing block.
+    for zone, name in ((header, "page header"), (trailer, "metadata after the body")):
+        for i in zone:
+            md = yearless_date(lines[i])
+            if md:
+                where = f"date line {lines[i].strip()!r} in the {name} (line {i + 1})"
+                found = _with_inferred_year(
+                    md[0], md[1], where, tz=tz, fetched_at=fetched_at, article_text=article_text
+                )
+                if found.value is not None:
+                    return dataclasses.replace(found, consumed=frozenset({i}))
+                unknown = unknown or found
+    if unknown:
+        return unknown
 
     why = "no labelled date, date line or dateline found"
     if rejected:
@@ -296,9 +348,7 @@ def find_date(
     return FoundDate(None, DatePrecision.NONE, why)
 
 
-def _from_dateline(
-    m: re.Match[str], i: int, *, tz: tzinfo, fetched_at: datetime, article_text: str, rejected: list[str]
-) -> FoundDate:
+def _from_dateline(m: re.Match[str], i: int, *, tz: tzinfo, fetched_at: datetime, article_text: str) -> FoundDate:
     g = m.groupdict()
     snippet = m.group(0).strip()
     where = f"dateline {snippet!r} (line {i + 1})"
@@ -313,6 +363,13 @@ def _from_dateline(
         datetime(2000, month, day)  # validates month/day (2000 is a leap year)
     except (ValueError, KeyError):
         return FoundDate(None, DatePrecision.NONE, f"{where} is not a valid date")
+    return _with_inferred_year(month, day, where, tz=tz, fetched_at=fetched_at, article_text=article_text)
+
+
+def _with_inferred_year(
+    month: int, day: int, where: str, *, tz: tzinfo, fetched_at: datetime, article_text: str
+) -> FoundDate:
+    """A month and day without a year: dated only when the article text mentions exactly one year."""
     years = years_in(article_text, until=fetched_at.year)
     if len(years) != 1:
         said = "no year" if not years else f"several years ({', '.join(map(str, sorted(years)))})"

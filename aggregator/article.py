@@ -30,7 +30,7 @@ from ._boilerplate import (
     classify_boilerplate,
 )
 from ._dates import LABEL_RE as DATE_LABEL
-from ._dates import LONG_LINE, FoundDate, find_date, mostly_date, parse_date_text
+from ._dates import LONG_LINE, FoundDate, find_date, mostly_date, parse_date_text, yearless_date
 from ._lines import (
     CJK,
     CLOSERS,
@@ -184,6 +184,9 @@ def _classify(lines: list[str], extra: tuple[re.Pattern[str], ...]) -> list[_Lin
             label = DATE_LABEL.match(s)
             if label and label.group("colon") and parse_date_text(s[label.end() :], UTC, at_start=True):
                 ln.kind, ln.reason = "date", "date field"
+                continue
+            if yearless_date(s):  # "Nov. 5" under a headline: laid out as a date, whatever its year
+                ln.kind, ln.reason = "date", "date line without a year"
                 continue
         if IMAGE_ONLY.match(s):
             ln.kind, ln.reason = "image", "image file name"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aggregator._dates import find_date, parse_date_text, years_in
+from aggregator._dates import find_date, parse_date_text, yearless_date, years_in
 from aggregator.article import extract_article
 from aggregator.parse import parse_article_html
 from aggregator.types import DatePrecision, Fetched, RawItem
@@ -198,3 +198,26 @@ def test_datelines_take_the_year_from_the_text(opening: str) -> None:
     )
     assert f.published == datetime(2023, 8, 16, tzinfo=SH), f.provenance
     assert f.precision == DatePrecision.INFERRED_YEAR
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [
+        ("Nov. 5", (11, 5)),
+        ("March 18", (3, 18)),
+        ("Wednesday, 5 November 10:30 am", (11, 5)),
+        ("Sept 30th", (9, 30)),
+        ("11月5日 15:38", (11, 5)),
+        ("星期三 3月18日", (3, 18)),
+        ("Feb 29", (2, 29)),
+        ("March 18 workshop on magnet recycling", None),  # words after the date: a headline
+        ("May 4th Movement", None),
+        ("Feb 30", None),
+        ("13月5日", None),
+        ("Nov. 5, 2025", None),  # has a year: parse_date_text's business
+        ("Novel 5", None),
+    ],
+)
+def test_a_date_line_without_a_year_is_recognised_but_not_given_one(line: str, want: tuple[int, int] | None) -> None:
+    got = yearless_date(line)
+    assert (got[:2] if got else None) == want
