@@ -54,7 +54,11 @@ _NAME_LIKE = re.compile(
     r"^(?:the\s+)?[A-Z][\w.'’-]*(?:,?\s+(?:[A-Z][\w.'’-]*|de|van|von|der|den|du|da|la|le|and|of|the|for|at|in|&)){0,9}$"
 )
 
-_POSTED = re.compile(r"^(?:posted|published|written|updated|filed|发布于|发表于)\s*(?:on\s+)?", re.I)
+_POSTED = re.compile(
+    r"^(?:posted|published|written|updated|filed|发布于|发表于)\s*(?:on\s+)?"
+    r"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day\s*,?\s*)?",  # "Posted on Tuesday, <date> by ..."
+    re.I,
+)
 _PICTURE_LABELS = {"photo", "photos", "image", "images", "图", "图片", "摄", "摄影", "photo by", "photos by"}
 _NO_COLON_OK = {"by", "记者", "通讯员", "文/图", "图/文", "摄", "文", "本报记者", "本报通讯员", "特约记者", "见习记者"}
 TITLE_SCAN_LINES = 60  # titles sit near the top; mid-body headings must not compete
