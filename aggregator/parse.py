@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 
 import charset_normalizer
 import feedparser
+import feedparser.api
 
 from ._dates import FoundDate, find_markup_date
 from ._site import TITLE_SITE_SEP
@@ -265,6 +266,11 @@ def _content(e: Any) -> tuple[str | None, str | None]:
     if len(bases) == 1:
         return "".join(c.get("value", "") for c in pieces), bases.pop()
     return "".join(sanitize_html(c.get("value", ""), c.get("base")) for c in pieces), None
+
+
+# feedparser's strict parser on the buffered expat driver (`_expat.py`: same result, fewer calls).
+if "aggregator._expat" not in feedparser.api.PREFERRED_XML_PARSERS:
+    feedparser.api.PREFERRED_XML_PARSERS.insert(0, "aggregator._expat")
 
 
 def _feedparse(content: bytes, headers: dict[str, str]) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import feedparser
+import feedparser.api
 
 from aggregator.config import load_config
 from aggregator.normalize import normalize
@@ -73,8 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # another branch may rename it; the row is information only
         compute_signature = None
 
+    stock = [p for p in feedparser.api.PREFERRED_XML_PARSERS if not p.startswith("aggregator.")]
+
     def bare() -> int:
-        return sum(len(feedparser.parse(d.content).entries) for d in docs)
+        # feedparser as installed: the SAX driver aggregator.parse puts first is ours, not bare.
+        ours_first = feedparser.api.PREFERRED_XML_PARSERS[:]
+        feedparser.api.PREFERRED_XML_PARSERS[:] = stock
+        try:
+            return sum(len(feedparser.parse(d.content).entries) for d in docs)
+        finally:
+            feedparser.api.PREFERRED_XML_PARSERS[:] = ours_first
 
     def ours() -> list[RawItem]:
         return [i for d in docs for i in parse_document(d, tz=utc, fetched_at=NOW)[0]]

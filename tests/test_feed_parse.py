@@ -86,3 +86,37 @@ def test_short_body_is_never_read_as_a_path_or_url(tmp_path: Path) -> None:
     doc = Fetched(source="s", location="https://x.example.com/f", content=str(secret).encode())
     with pytest.raises(ParseError):
         parse_feed(doc)
+
+
+# -- the buffered expat driver (aggregator/_expat.py) gives feedparser the same result ----------
+
+_BUFFER_CASES = [
+    # entities split expat's character data; CDATA, xhtml content, a body longer than the buffer
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>A &amp; B &#169; &lt;i&gt;</title>'
+    b"<item><title>x &amp;amp; y</title><description>&lt;p&gt;one &amp;amp; &lt;b&gt;two&lt;/b&gt;&lt;/p&gt;"
+    b"</description><content:encoded xmlns:content='http://purl.org/rss/1.0/modules/content/'>"
+    b"<![CDATA[<p>cdata &amp; <a href='/rel'>link</a></p>]]> and after</content:encoded></item></channel></rss>",
+    b'<feed xmlns="http://www.w3.org/2005/Atom"><title type="html">&lt;b&gt;T&lt;/b&gt;</title>'
+    b'<entry><id>1</id><title>t</title><content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+    b"<p>a<br/>b &amp; c</p></div></content></entry>"
+    b'<entry><id>2</id><title>long</title><content type="html">'
+    + b"&lt;p&gt;"
+    + b"word &amp; " * 20000
+    + b"&lt;/p&gt;</content></entry></feed>",
+]
+
+
+@pytest.mark.parametrize("content", [*(p.read_bytes() for p in CASES), *_BUFFER_CASES])
+def test_feedparser_gives_the_same_result_with_the_buffered_driver(
+    content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import feedparser.api
+
+    assert feedparser.api.PREFERRED_XML_PARSERS[0] == "aggregator._expat"  # parse.py installed it
+    ours = feedparser.parse(io.BytesIO(content), resolve_relative_uris=False)
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["xml.sax.expatreader"])
+    stock = feedparser.parse(io.BytesIO(content), resolve_relative_uris=False)
+    for key in ("bozo", "version", "encoding", "namespaces", "feed", "entries"):
+        assert ours.get(key) == stock.get(key), key
