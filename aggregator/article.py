@@ -219,6 +219,8 @@ def _choose_title(lines: list[_Line]) -> int | None:
         ln = lines[i]
         if ln.kind != "text" or not is_headline(_strip_title(ln.text)) or _labelled_date(ln.text):
             continue  # "Time: 2025-11-4 ..." is a metadata line, not a headline
+        if _captioned_image(ln.text):
+            continue  # "图1.png签约仪式现场": a picture's caption, not the headline
         if _in_field_block(lines, i):
             continue  # "报告人：王教授" among "报告时间：…", "报告地点：…": fields of a notice
         first_candidate = first_candidate if first_candidate is not None else i
@@ -230,8 +232,8 @@ def _choose_title(lines: list[_Line]) -> int | None:
             if k in ("date", "byline", "label", "value"):
                 meta_between = True
                 continue
-            if k in ("boiler", "image"):
-                continue
+            if k in ("boiler", "image") or _captioned_image(lines[j].text):
+                continue  # a picture (and its caption) may sit between the headline and the body
             anchored = is_prose(lines[j].text)
             if (
                 not anchored
@@ -268,6 +270,12 @@ def _choose_title(lines: list[_Line]) -> int | None:
         if shaped and (len(WORD.findall(s)) >= 3 or cjk_count(s) >= 5) and not parse_date_text(s, UTC):
             return i
     return None
+
+
+def _captioned_image(s: str) -> bool:
+    """A line that opens with an image file name glued to its caption."""
+    m = IMAGE_NAME.match(s)
+    return m is not None and m.start() == 0
 
 
 _FIELD_LINE = re.compile(r"^[\w ]{1,12}[:：]\s*\S")
