@@ -45,7 +45,7 @@ class SourceConfig(_Model):
     name: str = Field(min_length=1)
     url: str | None = None
     path: str | None = None
-    timezone: str | None = None  # overrides the top-level timezone for dates found in pages
+    timezone: str | None = None  # overrides the top-level timezone for page dates and zone-less feed dates
     site_name: str | None = None  # override for pages that do not show their site
     boilerplate: tuple[str, ...] = ()  # extra regexes; a matching line is dropped
     enabled: bool = True

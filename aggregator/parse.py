@@ -18,7 +18,7 @@ import charset_normalizer
 import feedparser
 import feedparser.api
 
-from ._dates import FoundDate, find_markup_date
+from ._dates import FoundDate, find_markup_date, mostly_date, parse_date_text
 from ._site import TITLE_SITE_SEP
 from ._text import html_to_text, paragraphs_to_html, sanitize_html
 from .article import extract_article, language_of
@@ -95,9 +95,34 @@ def _struct_to_dt(value: Any) -> datetime | None:
         return None
 
 
-def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
+# The end of a date that names its zone: an offset, Z, or a zone name (RFC 822: GMT, EST, ...).
+_ZONE_AT_END = re.compile(
+    r"(?:\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:[+-]\d{2}(?::?\d{2})?|[zZ])|\s(?!AM\b|PM\b)[A-Z]{1,5})\s*\)?\s*$"
+)
+
+
+def _feed_date(raw: Any, parsed: Any, tz: tzinfo) -> tuple[datetime | None, DatePrecision, str]:
+    """An entry's date as the feed wrote it (`raw`) and as feedparser read it (`parsed`, UTC).
+
+    feedparser reads a date without a zone as UTC, and some non-standard forms wrongly
+    ("2025年11月05日 10:30" became 1 November, midnight). A date that names its zone is
+    feedparser's; one without a zone is read as `_dates` reads page dates, in the source's time
+    zone (a feed that omits the zone writes its publisher's local time), with its real precision
+    (a date alone is a day, not midnight UTC).
+    """
+    if isinstance(raw, str) and raw.strip() and not (parsed and _ZONE_AT_END.search(raw)):
+        ours = parse_date_text(raw, tz)
+        if ours and mostly_date(raw, ours.matched):
+            read = "" if _ZONE_AT_END.search(raw) else f" (no time zone: read as {tz})"
+            return ours.value, ours.precision, f"feed entry date {raw.strip()!r}{read}"
+    value = _struct_to_dt(parsed)
+    return value, (DatePrecision.MINUTE if value else DatePrecision.NONE), "feed entry date"
+
+
+def parse_feed(doc: Fetched, *, tz: tzinfo = UTC) -> tuple[list[RawItem], list[str]]:
     """Parse feed bytes with feedparser (HTML is sanitised later, by normalize). Returns items and warnings.
 
+    `tz`: the time zone of dates the feed writes without one (`_feed_date`).
     Raises ParseError when the document is not a feed at all.
     """
     assert doc.content is not None
@@ -157,8 +182,9 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
         if not any((e.get("title"), e.get("link"), e.get("id"), content_html, summary)):
             empty += 1  # e.g. the half-item at the end of a truncated feed: nothing to show
             continue
-        published = _struct_to_dt(e.get("published_parsed"))
-        updated = _struct_to_dt(dict.get(e, "updated_parsed"))
+        published, p_precision, p_provenance = _feed_date(e.get("published"), e.get("published_parsed"), tz)
+        # dict.get: FeedParserDict.get maps a missing updated to published.
+        updated, u_precision, u_provenance = _feed_date(dict.get(e, "updated"), dict.get(e, "updated_parsed"), tz)
         authors = tuple(a.get("name") for a in e.get("authors", []) if a.get("name")) or (
             (e.get("author"),) if e.get("author") else ()
         )
@@ -173,8 +199,8 @@ def parse_feed(doc: Fetched) -> tuple[list[RawItem], list[str]]:
                 summary=summary,
                 published=published or updated,
                 updated=updated or published,
-                date_precision=DatePrecision.MINUTE if (published or updated) else DatePrecision.NONE,
-                date_provenance="feed entry date" if (published or updated) else None,
+                date_precision=p_precision if published else u_precision,
+                date_provenance=(p_provenance if published else u_provenance) if (published or updated) else None,
                 authors=authors,
                 site_name=f.get("title"),
                 language=(f.get("language") or None),
@@ -535,4 +561,4 @@ def parse_document(
                 doc, tz=tz, fetched_at=fetched_at, site_name=site_name, extra_boilerplate=extra_boilerplate
             )
         ], []
-    return parse_feed(doc)
+    return parse_feed(doc, tz=tz)

@@ -120,3 +120,37 @@ def test_feedparser_gives_the_same_result_with_the_buffered_driver(
     stock = feedparser.parse(io.BytesIO(content), resolve_relative_uris=False)
     for key in ("bozo", "version", "encoding", "namespaces", "feed", "entries"):
         assert ours.get(key) == stock.get(key), key
+
+
+# -- entry dates: zone-less dates are the publisher's local time; odd forms are read, not guessed --
+
+
+def _dated_feed(*dates: str) -> Fetched:
+    items = "".join(
+        f"<item><title>t{i}</title><link>https://news.example.edu.cn/{i}</link><pubDate>{d}</pubDate></item>"
+        for i, d in enumerate(dates)
+    )
+    body = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>c</title>{items}</channel></rss>'
+    return Fetched(source="golden", location="https://news.example.edu.cn/rss.xml", content=body.encode())
+
+
+@pytest.mark.parametrize(
+    ("raw", "want", "precision"),
+    [
+        ("Wed, 05 Nov 2025 10:30:00 +0800", "2025-11-05T02:30:00+00:00", "minute"),  # a zone: feedparser's
+        ("Wed, 05 Nov 2025 10:30:00 GMT", "2025-11-05T10:30:00+00:00", "minute"),
+        ("2025-11-05T10:30:00Z", "2025-11-05T10:30:00+00:00", "minute"),
+        ("2025-11-05 10:30:00", "2025-11-05T02:30:00+00:00", "minute"),  # no zone: the source's local time
+        ("Wed, 05 Nov 2025 10:30:00", "2025-11-05T02:30:00+00:00", "minute"),
+        ("2025年11月05日 10:30", "2025-11-05T02:30:00+00:00", "minute"),  # feedparser read 1 November
+        ("2025-11-05", "2025-11-04T16:00:00+00:00", "day"),  # a day, not midnight UTC
+        ("soon", None, "none"),
+    ],
+)
+def test_feed_entry_dates(raw: str, want: str | None, precision: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    items, _ = parse_feed(_dated_feed(raw), tz=ZoneInfo("Asia/Shanghai"))
+    got = items[0].published
+    assert (got.isoformat() if got else None) == want
+    assert items[0].date_precision == precision
