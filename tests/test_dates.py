@@ -221,3 +221,18 @@ def test_datelines_take_the_year_from_the_text(opening: str) -> None:
 def test_a_date_line_without_a_year_is_recognised_but_not_given_one(line: str, want: tuple[int, int] | None) -> None:
     got = yearless_date(line)
     assert (got[:2] if got else None) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("Mon, 03/18/2024 - 10:00", "2024-03-18T02:00:00+00:00"),  # Drupal's default date format
+        ("March 18,2024 – 10:00", "2024-03-18T02:00:00+00:00"),
+        ("2024-03-18 10:00 (UTC+8)", "2024-03-18T02:00:00+00:00"),  # an offset in brackets
+        ("2024-03-18 10:00 (GMT+01:00)", "2024-03-18T09:00:00+00:00"),
+        ("2024-03-18 - 10 views", "2024-03-17T16:00:00+00:00"),  # no clock time: the day
+    ],
+)
+def test_clock_time_after_a_dash_and_bracketed_offsets(text: str, want: str) -> None:
+    got = parse_date_text(text, ZoneInfo("Asia/Shanghai"))
+    assert got is not None and got.value.isoformat() == want
