@@ -29,7 +29,8 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AggregatorError as exc:
-            click.echo(f"error: {exc}", err=True)
+            for line in str(exc).splitlines():  # a config error lists every problem, one a line
+                click.echo(f"error: {line}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]

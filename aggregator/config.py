@@ -436,7 +436,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def load_config(path: str | Path) -> Config:
     """Read, parse and validate feeds.yaml, and check that local source files exist.
 
-    Raises ConfigError (exit status 2) naming the file, line and key of the first problem.
+    Raises ConfigError (exit status 2) naming the file, line and key of each problem.
     """
     path = Path(path)
     shown = str(path)
@@ -464,14 +464,23 @@ def load_config(path: str | Path) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling; see README for the accepted keys)"
-        if len(exc.errors()) > 1:
-            msg += f" (and {len(exc.errors()) - 1} more problem(s))"
-        raise ConfigError(msg, path=shown, line=_lookup_line(lines, loc), key=_format_loc(loc)) from exc
+        # Every problem, each with its line and key: fixing one at a time is a slow loop.
+        problems = []
+        errors = [
+            (tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))), err)
+            for err in exc.errors()
+        ]
+        for loc, err in errors:
+            if any(len(other) > len(loc) and other[: len(loc)] == loc for other, _ in errors):
+                continue  # "sources: at least 1 item" because sources[0] is invalid: said below
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check its spelling; see README for the accepted keys)"
+            problems.append(ConfigError(msg, path=shown, line=_lookup_line(lines, loc), key=_format_loc(loc)))
+        problems.sort(key=lambda e: e.line or 0)
+        first = problems[0]
+        first.more = tuple(str(p) for p in problems[1:])
+        raise first from exc
     _check_local_sources(config, shown, lines)
     return config
 

@@ -28,6 +28,10 @@ class ConfigError(AggregatorError):
         self.path = path
         self.line = line
         self.key = key
+        self.more: tuple[str, ...] = ()  # further problems of the same file, each "file:line: key: ..."
+
+    def __str__(self) -> str:
+        return "\n".join((super().__str__(), *self.more))
 
 
 class FetchError(AggregatorError):

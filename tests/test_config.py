@@ -51,6 +51,29 @@ def test_wrong_type_names_key_and_line(project: Path) -> None:
     assert err.key == "fetch.timeout" and err.line == 7
 
 
+def test_every_problem_is_reported_with_its_line(project: Path) -> None:
+    err = _bad(project, BASE + "titel: oops\nfetch:\n  timeout: soon\n  concurrency: 0\n")
+    lines = str(err).splitlines()
+    assert len(lines) == 3
+    assert "feeds.yaml:6: titel: unknown key" in lines[0]
+    assert "feeds.yaml:8: fetch.timeout: " in lines[1]
+    assert "feeds.yaml:9: fetch.concurrency: " in lines[2]
+
+
+def test_the_cli_prints_every_config_problem(project: Path) -> None:
+    from click.testing import CliRunner
+
+    from aggregator.cli import main
+
+    (project / "feeds.yaml").write_text(BASE + "titel: oops\nfetch:\n  timeout: soon\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["-c", str(project / "feeds.yaml"), "validate"])
+    assert result.exit_code == 2
+    assert [line.split(": ")[1].rsplit("/", 1)[-1] for line in result.output.splitlines()] == [
+        "feeds.yaml:6",
+        "feeds.yaml:8",
+    ]
+
+
 def test_missing_source_file(project: Path) -> None:
     err = _bad(project, BASE.replace("seeds/*.txt", "nothing/*.txt"))
     assert err.key == "sources[0].path" and err.line == 5
