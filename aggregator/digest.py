@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,9 +33,76 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")  # keeps \t and \
 _SPACES = re.compile(r"\s+")
 
 
+# Plain-text wrapping for Chinese as well as English: a Chinese character takes two columns and a
+# line may break between any two of them, but not before closing punctuation (，。）、...).
+_W = "\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6"
+_WIDE = re.compile(f"[{_W}]")
+_CLOSING = frozenset("，。、；：！？）》」』】〉”’·…")
+_WRAP_TOKENS = re.compile(rf"\s+|[{_W}]+|[^\s{_W}]+")  # spaces, runs of wide characters, words
+
+
+def wrap(text: str, width: int = 72) -> str:
+    """Wrap to `width` display columns without breaking words or URLs (Jinja filter `wrap`).
+
+    Text without wide characters is wrapped exactly as Jinja's `wordwrap(width,
+    break_long_words=False)` does; Chinese, Japanese and Korean text breaks between characters.
+    """
+    return "\n".join(_wrap_paragraph(p, width) for p in text.splitlines())
+
+
+def _wrap_paragraph(text: str, width: int) -> str:
+    if not _WIDE.search(text):
+        return "\n".join(
+            textwrap.wrap(text, width, expand_tabs=False, replace_whitespace=False, break_long_words=False)
+        )
+    lines: list[str] = []
+    line: list[str] = []
+    used = 0
+    space = False
+    for token in _WRAP_TOKENS.findall(text):
+        if token.isspace():
+            space = True
+            continue
+        gap = 1 if space and line else 0  # a space the text has is kept (except at a line break)
+        space = False
+        if not _WIDE.match(token):  # a word or URL: never broken
+            if line and used + gap + len(token) > width:
+                lines.append("".join(line))
+                line, used, gap = [], 0, 0
+            line += [" "] * gap + [token]
+            used += gap + len(token)
+            continue
+        while token:  # a run of wide characters: break between any two, not before a closer
+            room = max((width - used - gap) // 2, 0)
+            cut = min(room, len(token))
+            while 0 < cut < len(token) and token[cut] in _CLOSING:
+                cut -= 1
+            if cut == 0:  # closing punctuation hangs at the end of the line rather than open the next
+                while cut < len(token) and token[cut] in _CLOSING:
+                    cut += 1
+                if cut == 0 and not line:
+                    cut = 1  # a column narrower than one character: one per line
+            if cut:
+                line += [" "] * gap + [token[:cut]]
+                used += gap + 2 * cut
+                token = token[cut:]
+            if token:
+                lines.append("".join(line))
+                line, used, gap = [], 0, 0
+    if line:
+        lines.append("".join(line))
+    return "\n".join(lines)
+
+
 def template_env(directory: Path | None = None) -> jinja2.Environment:
     """StrictUndefined: a typo in a template is an error, not an empty string."""
     where = directory or (TEMPLATE_DIR if TEMPLATE_DIR.is_dir() else _PACKAGED)
+    env = _environment(where)
+    env.filters["wrap"] = wrap
+    return env
+
+
+def _environment(where: Path) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(where)),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator.config import Config
 from aggregator.digest import build_context, excerpt, render_digest, safe_link, template_env
@@ -101,6 +103,23 @@ def test_text_is_wrapped_with_numbered_link_references(config: Config) -> None:
     refs = re.findall(r"^\[(\d+)\] https?://", text, re.M)
     assert refs == [str(i) for i in range(1, len(refs) + 1)]  # numbered in order, no gaps
     assert "Links:" in text
+
+
+def test_chinese_text_is_wrapped_to_the_column_by_display_width(config: Config) -> None:
+    import unicodedata
+
+    zh = "新华社南昌11月5日电（记者 张三）记者从江西省赣州市获悉，今年以来，赣州市稀土新材料及应用产业集群加快发展。"
+    story = Story("zh", first_seen(entry(7, title="赣州：稀土产业链加快延伸" * 4, summary=zh * 3)))
+    ctx = build_context(config, [story], start=START, end=END)
+    text = render_digest(ctx, "{title}").text
+
+    def columns(line: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+
+    body = [ln for ln in text.splitlines() if "://" not in ln]
+    assert max(columns(ln) for ln in body) <= 72
+    assert "记者 张三" in text.replace("\n  ", "")  # the text's own space is kept
+    assert not any(ln.lstrip().startswith(("，", "。", "）")) for ln in body)  # no line opens with closing punctuation
 
 
 def test_hostile_title_is_escaped_in_html_and_harmless_in_text(config: Config) -> None:
@@ -205,3 +224,32 @@ def test_no_horizontal_overflow_at_phone_width(config: Config, tmp_path: Path) -
             assert shot.client_width == 375
             assert shot.scroll_width <= 375, f"overflow at 375 px ({'dark' if dark else 'light'}): {shot.scroll_width}"
         assert browser.shoot(wide, 375).scroll_width > 375
+
+
+_WRAP_ALPHABET = "ab -./:，。）稀土产业12"
+
+
+@given(st.text(alphabet=_WRAP_ALPHABET + "\n", max_size=300), st.integers(min_value=8, max_value=80))
+def test_wrap_keeps_every_character_and_the_width(text: str, width: int) -> None:
+    import unicodedata
+
+    from aggregator.digest import wrap
+
+    out = wrap(text, width)
+    assert out.replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
+    for paragraph in text.splitlines():
+        lines = wrap(paragraph, width).splitlines()
+        for i, line in enumerate(lines):
+            hanging = len(line) - len(line.rstrip("，。）"))  # closing punctuation may hang past the edge
+            cols = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line) - 2 * hanging
+            longest_word = max((len(w) for w in re.split(r"[\s\u4e00-\u9fff，。）]", line)), default=0)
+            assert cols <= width or longest_word > width - 2  # only an unbreakable word overflows
+            assert i == 0 or not line.startswith(("，", "。", "）"))  # no line but the first opens with one
+
+
+@given(st.text(alphabet="ab cd-./:\n\t", max_size=300), st.integers(min_value=1, max_value=80))
+def test_wrap_of_text_without_wide_characters_is_jinjas_wordwrap(text: str, width: int) -> None:
+    from aggregator.digest import wrap
+
+    expected = jinja2.Environment().from_string("{{ t|wordwrap(w, break_long_words=False) }}").render(t=text, w=width)
+    assert wrap(text, width) == expected
