@@ -131,6 +131,19 @@ _YEARLESS = [
     re.compile(r"^(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]" + _CLOCK),
 ]
 
+# A wire dateline with its agency and dash, or a Chinese one ("新华社南昌11月5日电（记者 张三）").
+_DATELINE_LEAD = re.compile(
+    r"^(?:[A-Z][A-Z .'-]{1,30},\s*(?:[A-Z][A-Za-z .'-]{1,30},\s*)?(?i:" + _MON.replace("?P<mon>", "?:") + r")\s*\d{1,2}"
+    r"(?:st|nd|rd|th)?(?:\s*,?\s*(?:19|20)\d{2})?\s*(?:/[^/\n]{1,40}/\s*)?(?:\([^()]{1,40}\)\s*)?(?:--|—|–|-)"
+    r"|(?:新华社|中新社|中新网|本报|人民网)[^\s，。]{0,16}?[讯电](?:[（(][^）)]{0,20}[）)])?)\s*"
+)
+
+
+def without_dateline(text: str) -> str:
+    """`text` without a leading wire dateline: what a title made from the first words should skip."""
+    return _DATELINE_LEAD.sub("", text, count=1)
+
+
 LONG_LINE = 400  # only the start of a line is searched: dates sit at the start of metadata lines
 
 

@@ -18,6 +18,7 @@ from ._text import (
     sanitize_html,
     sanitized_html_to_text,
 )
+from ._dates import without_dateline
 from ._url import absolute_http_url, canonical_url
 from .types import DatePrecision, Entry, RawItem
 
@@ -80,7 +81,7 @@ def normalize(item: RawItem, *, fetched_at: datetime) -> Entry:
     if title and ("<" in title or "&" in title) and item.content_text is None:
         title = collapse_ws(html_to_text(title)) or title  # feed titles may carry markup
     if not title:
-        title = excerpt(text, 80) or "(untitled)"
+        title = excerpt(without_dateline(text), 80) or "(untitled)"  # "GANZHOU, Nov. 3 (Xinhua) --" is no title
     if item.summary and item.content_html and item.summary != item.content_html:
         summary_src = sanitized_html_to_text(sanitize_html(item.summary))
     else:  # no separate summary (an RSS description is often both): the same text, not converted twice

@@ -236,3 +236,19 @@ def test_a_date_line_without_a_year_is_recognised_but_not_given_one(line: str, w
 def test_clock_time_after_a_dash_and_bracketed_offsets(text: str, want: str) -> None:
     got = parse_date_text(text, ZoneInfo("Asia/Shanghai"))
     assert got is not None and got.value.isoformat() == want
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("GANZHOU, Nov. 3 (Xinhua) -- A university alliance was launched", "A university alliance was launched"),
+        ("SYDNEY, Australia, June 3, 2025 /PRNewswire/ -- Lynas said", "Lynas said"),
+        ("新华社南昌11月5日电（记者 张三）记者从赣州获悉", "记者从赣州获悉"),
+        ("本报讯 近日，我校与企业签约", "近日，我校与企业签约"),
+        ("US, China agree on rare earth talks", "US, China agree on rare earth talks"),  # no date: no dateline
+    ],
+)
+def test_a_title_made_from_the_body_skips_the_wire_dateline(text: str, rest: str) -> None:
+    from aggregator._dates import without_dateline
+
+    assert without_dateline(text) == rest
