@@ -9,6 +9,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
+from ._dates import without_dateline
 from ._text import (
     clean_text,
     collapse_ws,
@@ -18,7 +19,6 @@ from ._text import (
     sanitize_html,
     sanitized_html_to_text,
 )
-from ._dates import without_dateline
 from ._url import absolute_http_url, canonical_url
 from .types import DatePrecision, Entry, RawItem
 
