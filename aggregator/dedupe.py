@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
+from itertools import groupby, islice
 from typing import Any, TypeVar
 
 import numpy as np
@@ -164,6 +164,95 @@ class Signature:
     basis: str
     body: bytes
     title: bytes
+
+
+_NO_TEXT = 0xFFFFFFFF  # every MinHash value of an empty set
+
+
+class SignatureRows(Mapping[str, Signature]):
+    """Signatures as rows of two uint32 arrays (and their bases), by entry id.
+
+    The stored signatures of a first refresh of 100k entries held 66 MB as Signature objects
+    (two bytes objects and a str each), ~31 MB as rows. `cluster` reads the rows in place and
+    adds or replaces those of the signatures it computes. `keys`: ids given a row up front (the
+    dictionary keeps these strings, not copies read from the store).
+    """
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self.row: dict[str, int] = {k: i for i, k in enumerate(keys)}
+        self.size = len(self.row)
+        n = max(self.size, 16)
+        # An empty basis: no signature yet. Pages of a big zeroed array stay unmapped until written.
+        self.basis = np.zeros(n, "S20")
+        self.body = np.zeros((n, _shingle.BODY_PERM), "<u4")
+        self.title = np.zeros((n, _shingle.TITLE_PERM), "<u4")
+
+    @classmethod
+    def of(cls, sigs: Mapping[str, Signature], keys: Iterable[str]) -> SignatureRows:
+        """Rows for `keys`, filled from those of `sigs`."""
+        table = cls(keys)
+        table.load((k, s.basis, s.body, s.title) for k, s in sigs.items())
+        return table
+
+    def load(self, rows: Iterable[tuple[str, str, bytes, bytes]], chunk: int = 4096) -> None:
+        """Fill the rows of known ids from (id, basis, body, title), as the store keeps them. Other
+        ids, and signatures of another size (an older scheme: recomputed when needed), are skipped."""
+        sizes = (20, 4 * _shingle.BODY_PERM, 4 * _shingle.TITLE_PERM)
+        it = iter(rows)
+        while block := list(islice(it, chunk)):
+            got = [
+                (i, basis.encode(), body, title)
+                for key, basis, body, title in block
+                if (i := self.row.get(key)) is not None and (len(basis), len(body), len(title)) == sizes
+            ]
+            if got:
+                idx = np.fromiter((g[0] for g in got), np.intp, len(got))
+                self.basis[idx] = [g[1] for g in got]
+                self.body[idx] = np.frombuffer(b"".join(g[2] for g in got), "<u4").reshape(len(got), -1)
+                self.title[idx] = np.frombuffer(b"".join(g[3] for g in got), "<u4").reshape(len(got), -1)
+
+    def put(self, key: str, sig: Signature) -> int:
+        """Add or replace the signature of `key`; its row."""
+        i = self.row.get(key)
+        if i is None:
+            if self.size == len(self.basis):
+                self._grow(2 * self.size)
+            i = self.row[key] = self.size
+            self.size += 1
+        self.basis[i] = sig.basis.encode()
+        self.body[i] = np.frombuffer(sig.body, "<u4")
+        self.title[i] = np.frombuffer(sig.title, "<u4")
+        return i
+
+    def _grow(self, n: int) -> None:
+        for name in ("basis", "body", "title"):
+            old = getattr(self, name)
+            new = np.zeros((n, *old.shape[1:]), old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def valid(self, key: str, basis: str) -> int | None:
+        """The row of `key` if it holds a signature of this basis."""
+        i = self.row.get(key)
+        return i if i is not None and self.basis[i] == basis.encode() else None
+
+    def body_bytes(self, i: int) -> bytes:
+        return self.body[i].tobytes()
+
+    def title_bytes(self, i: int) -> bytes:
+        return self.title[i].tobytes()
+
+    def __getitem__(self, key: str) -> Signature:
+        i = self.row[key]
+        if not self.basis[i]:
+            raise KeyError(key)
+        return Signature(self.basis[i].decode(), self.body_bytes(i), self.title_bytes(i))
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, i in self.row.items() if self.basis[i])
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.basis[: self.size]))
 
 
 @dataclass(frozen=True)
@@ -490,26 +579,49 @@ class _Bands:
         return out
 
 
-def _inner_hits(ids: list[str], sigs: list[Signature]) -> dict[str, tuple[list[str], list[str]]]:
-    """For each entry of a batch, the earlier ones colliding with it in a body band and in a title
-    band: what querying the LSH index before inserting each entry in turn would find."""
-    found: dict[int, tuple[set[int], set[int]]] = {}
-    for which, (perm, (bands, rows)) in enumerate(((_shingle.BODY_PERM, LSH_BODY), (_shingle.TITLE_PERM, LSH_TITLE))):
-        raw = b"".join(sig.title if which else sig.body for sig in sigs)
-        values = np.frombuffer(raw, dtype="<u4").reshape(len(sigs), perm)
-        positions = np.flatnonzero((values != 0xFFFFFFFF).any(axis=1))  # no text: collides with nothing
+class _Hits:
+    """Collisions of each entry of a batch with earlier ones: positions in the batch, grouped by
+    entry (CSR: the hits of entry k are `earlier[start[k]:start[k + 1]]`). Two int arrays, not a
+    set per entry (those cost 28 MB at 100k entries)."""
+
+    def __init__(self, n: int, later: np.ndarray[Any, Any], earlier: np.ndarray[Any, Any]) -> None:
+        key = np.unique(later.astype(np.int64) * n + earlier)  # sorted by entry, then by hit; no repeats
+        self.earlier = (key % n).astype(np.int32)
+        self.start = np.searchsorted(key // n, np.arange(n + 1))
+
+    def at(self, k: int) -> list[int]:
+        a, b = self.start[k], self.start[k + 1]
+        return self.earlier[a:b].tolist() if b > a else []
+
+
+def _inner_hits(table: SignatureRows, rows: np.ndarray[Any, Any]) -> tuple[_Hits, _Hits]:
+    """For each entry of a batch (its signature at `rows` of `table`), the earlier ones colliding
+    with it in a body band and in a title band: what querying the LSH index before inserting each
+    entry in turn would find. Band by band, from a sort of the band values, not a dictionary."""
+    n = len(rows)
+    out = []
+    for values, (bands, width) in ((table.body, LSH_BODY), (table.title, LSH_TITLE)):
+        texts = np.empty(n, dtype=bool)  # no text: collides with nothing
+        for i in range(0, n, 8192):  # a block of rows at a time: no copy of the batch's rows
+            texts[i : i + 8192] = (values[rows[i : i + 8192]] != _NO_TEXT).any(axis=1)
+        positions = np.flatnonzero(texts)
+        at = rows[positions]
+        later, earlier = [], []
         for band in range(bands):
-            block = values[positions, band * rows : (band + 1) * rows]
+            block = values[at, band * width : (band + 1) * width]
             group = np.unique(block, axis=0, return_inverse=True)[1].ravel()
             order = np.lexsort((positions, group))  # by band value, then by arrival
             group, pos = group[order], positions[order]
             starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
             sizes = np.diff(np.r_[starts, len(group)])
-            for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
-                members = pos[start : start + size].tolist()
-                for k in range(1, size):
-                    found.setdefault(members[k], (set(), set()))[which].update(members[:k])
-    return {ids[i]: ([ids[j] for j in body], [ids[j] for j in title]) for i, (body, title) in found.items()}
+            # the k-th member of a group (in arrival order) collides with the k before it
+            rank = np.arange(len(group)) - np.repeat(starts, sizes)
+            first = np.repeat(np.repeat(starts, sizes), rank)
+            offset = np.arange(len(first)) - np.repeat(np.cumsum(rank) - rank, rank)
+            later.append(np.repeat(pos, rank))
+            earlier.append(pos[first + offset])
+        out.append(_Hits(n, np.concatenate(later), np.concatenate(earlier)))
+    return out[0], out[1]
 
 
 def _bands_body() -> _Bands:
@@ -641,7 +753,9 @@ class _Run:
         sigs: Mapping[str, Signature],
         bodies: Bodies | None = None,
     ):
-        self.cfg, self.pins, self.by_id, self.stored, self.bodies = cfg, pins, by_id, sigs, bodies
+        self.cfg, self.pins, self.by_id, self.bodies = cfg, pins, by_id, bodies
+        # every signature the run uses, stored or computed; a caller's table is filled in place
+        self.rows = sigs if isinstance(sigs, SignatureRows) else SignatureRows.of(sigs, by_id)
         self.lookback = timedelta(days=cfg.lookback_days)
         self.story_of: dict[str, str] = {}
         self.pinned_members: dict[str, set[str]] = {}  # story -> members with never-merge pins
@@ -654,8 +768,7 @@ class _Run:
         self.cache = _FeatureCache(bodies=bodies)
         self.new_links: dict[str, StoryLink] = {}
         self.new_signatures: dict[str, Signature] = {}
-        self.sigs: dict[str, Signature] = {}  # of the entries in the LSH index or the pool
-        self.pool: list[tuple[Entry, Signature]] = []  # stored entries to query with (reverse mode)
+        self.pool: list[tuple[Entry, int]] = []  # stored entries (and rows) to query with (reverse mode)
         self.compared = 0
 
     # -- indexes ---------------------------------------------------------------------------
@@ -672,37 +785,38 @@ class _Run:
             _add_key(self.by_url, e.canonical_url, e.id)
         _add_key(self.by_hash, e.content_hash, e.id)
 
-    def _signatures(self, entries: list[Entry]) -> list[Signature]:
-        """Stored signatures where still valid; the others computed (texts loaded in chunks)."""
-        out: dict[str, Signature] = {}
-        stale: list[Entry] = []
-        for e in entries:
-            sig = self.stored.get(e.id)
-            if sig is None or sig.basis != signature_basis(e):
-                stale.append(e)
+    def _signatures(self, entries: list[Entry]) -> np.ndarray[Any, np.dtype[np.intp]]:
+        """The rows of the entries' signatures: stored ones where still valid, the others computed
+        (texts loaded in chunks) and put in the table."""
+        rows = np.empty(len(entries), dtype=np.intp)
+        stale: list[int] = []
+        for k, e in enumerate(entries):
+            i = self.rows.valid(e.id, signature_basis(e))
+            if i is None:
+                stale.append(k)
             else:
-                out[e.id] = sig
-        for i in range(0, len(stale), _PREFETCH):
-            chunk = with_texts(stale[i : i + _PREFETCH], self.bodies)
+                rows[k] = i
+        for start in range(0, len(stale), _PREFETCH):
+            ks = stale[start : start + _PREFETCH]
+            chunk = with_texts([entries[k] for k in ks], self.bodies)
             prepared = [_prepare(e) for e in chunk]
-            for e, p, sig in zip(chunk, prepared, _signatures_from(chunk, prepared), strict=True):
-                out[e.id] = self.new_signatures[e.id] = sig
+            for k, e, p, sig in zip(ks, chunk, prepared, _signatures_from(chunk, prepared), strict=True):
+                rows[k] = self.rows.put(e.id, sig)
+                self.new_signatures[e.id] = sig
                 self.cache.put(e.id, p)
-        return [out[e.id] for e in entries]
+        return rows
 
-    def _lsh_insert(self, e: Entry, sig: Signature) -> None:
-        self.body.insert(e.id, sig.body)
-        self.title.insert(e.id, sig.title)
-        self.sigs[e.id] = sig
+    def _lsh_insert(self, e: Entry, row: int) -> None:
+        self.body.insert(e.id, self.rows.body_bytes(row))
+        self.title.insert(e.id, self.rows.title_bytes(row))
 
-    def _plausible(self, sig: Signature, other: Signature) -> bool:
+    def _plausible(self, row: int, other: int) -> bool:
         """MinHash estimates, before the exact check: LSH also returns pairs that merely share a few
         frequent phrases. A copy shares either much of its text or most of its title words."""
-        body = np.count_nonzero(np.frombuffer(sig.body, "<u4") == np.frombuffer(other.body, "<u4"))
-        if body >= PLAUSIBLE_BODY * _shingle.BODY_PERM:
+        t = self.rows
+        if np.count_nonzero(t.body[row] == t.body[other]) >= PLAUSIBLE_BODY * _shingle.BODY_PERM:
             return True
-        title = np.count_nonzero(np.frombuffer(sig.title, "<u4") == np.frombuffer(other.title, "<u4"))
-        return bool(title >= PLAUSIBLE_TITLE * _shingle.TITLE_PERM)
+        return bool(np.count_nonzero(t.title[row] == t.title[other]) >= PLAUSIBLE_TITLE * _shingle.TITLE_PERM)
 
     def index_pool(self, since: datetime, *, reverse: bool) -> None:
         """Make already-assigned entries seen within the lookback window findable.
@@ -712,16 +826,13 @@ class _Run:
         """
         horizon = _before(since, self.lookback)
         recent = [e for e in self.processed if (e.first_seen or _EPOCH) >= horizon]
-        for e, sig in zip(recent, self._signatures(recent), strict=True):
+        for e, row in zip(recent, self._signatures(recent).tolist(), strict=True):
             if reverse:
-                self.pool.append((e, sig))
-                self.sigs[e.id] = sig
+                self.pool.append((e, row))
             else:
-                self._lsh_insert(e, sig)
+                self._lsh_insert(e, row)
 
-    def _pool_hits(
-        self, prepared: list[tuple[Entry, Signature]], horizon: datetime
-    ) -> dict[str, tuple[list[str], list[str]]]:
+    def _pool_hits(self, batch: list[Entry], rows: list[int], horizon: datetime) -> dict[str, tuple[list[str], list[str]]]:
         """Pool entries colliding with each batch entry, (body hits, title hits).
 
         LSH collisions are symmetric, so querying a small index of the batch with every pool entry
@@ -730,14 +841,14 @@ class _Run:
         """
         body, title = _bands_body(), _bands_title()
         hits: dict[str, tuple[list[str], list[str]]] = {}
-        for e, sig in prepared:
+        for e, row in zip(batch, rows, strict=True):
             hits[e.id] = ([], [])
-            body.insert(e.id, sig.body)
-            title.insert(e.id, sig.title)
-        for p, sig in self.pool:
+            body.insert(e.id, self.rows.body_bytes(row))
+            title.insert(e.id, self.rows.title_bytes(row))
+        for p, row in self.pool:
             if (p.first_seen or _EPOCH) < horizon:
                 continue
-            for i, (lsh, raw) in enumerate(((body, sig.body), (title, sig.title))):
+            for i, (lsh, raw) in enumerate(((body, self.rows.body_bytes(row)), (title, self.rows.title_bytes(row)))):
                 for k in lsh.query(raw):
                     hits[k][i].append(p.id)
         return hits
@@ -746,21 +857,22 @@ class _Run:
     def _candidates(
         self,
         e: Entry,
-        sig: Signature,
+        row: int,
         horizon: datetime,
         pool_hits: tuple[list[str], list[str]] = ([], []),
     ) -> set[str]:
         """Exact-key, pinned and plausible LSH candidates. LSH hits first seen before `horizon` (out
         of the lookback window) are dropped here: cheaper than removing them from the index."""
         cands: set[str] = set()
-        for lsh, raw, extra in zip((self.body, self.title), (sig.body, sig.title), pool_hits, strict=True):
+        raws = (self.rows.body_bytes(row), self.rows.title_bytes(row))
+        for lsh, raw, extra in zip((self.body, self.title), raws, pool_hits, strict=True):
             if lsh.is_empty(raw):
                 continue
             found = [k for k in lsh.query(raw) if founder_key(self.by_id[k])[0] >= horizon] + extra
             if len(found) > MAX_CANDIDATES:  # keep the most recent: they are the likely copies
                 found = sorted(found, key=lambda k: founder_key(self.by_id[k]), reverse=True)[:MAX_CANDIDATES]
             cands.update(found)
-        cands = {k for k in cands if self._plausible(sig, self.sigs[k])}
+        cands = {k for k in cands if self._plausible(row, self.rows.row[k])}
         if e.canonical_url:
             cands.update(_ids(self.by_url, e.canonical_url))
         cands.update(_ids(self.by_hash, e.content_hash))
@@ -771,30 +883,28 @@ class _Run:
     def add_batch(self, batch: list[Entry], *, last: bool = True) -> None:
         horizon = _before(batch[0].first_seen or _EPOCH, self.lookback)
         seen: set[str] = set()  # batch members already indexed
-        prepared = list(zip(batch, self._signatures(batch), strict=True))
-        pool_hits = self._pool_hits(prepared, horizon) if self.pool else {}
+        rows = self._signatures(batch).tolist()
+        pool_hits = self._pool_hits(batch, rows, horizon) if self.pool else {}
         big = len(batch) >= BIG_BATCH
-        inner = _inner_hits([e.id for e in batch], [sig for _, sig in prepared]) if big else {}
+        inner = _inner_hits(self.rows, np.array(rows, dtype=np.intp)) if big else None
         pairs: list[tuple[Entry, Entry]] = []  # candidates are found first, so texts load together
-        for e, sig in prepared:
+        for k, (e, row) in enumerate(zip(batch, rows, strict=True)):
             body, title = pool_hits.get(e.id, ([], []))
-            if big:
-                more = inner.get(e.id, ([], []))
-                body, title = body + more[0], title + more[1]
-            for c in sorted(self._candidates(e, sig, horizon, (body, title))):
+            if inner is not None:
+                body = body + [batch[j].id for j in inner[0].at(k)]
+                title = title + [batch[j].id for j in inner[1].at(k)]
+            for c in sorted(self._candidates(e, row, horizon, (body, title))):
                 if c in self.story_of or c in seen:  # else later in this batch: judged when c arrives
                     pairs.append((e, self.by_id[c]))
             self._index_keys(e)
-            if big:
-                self.sigs[e.id] = sig
-            else:
-                self._lsh_insert(e, sig)
+            if not big:
+                self._lsh_insert(e, row)
             seen.add(e.id)
-        del inner
+        del inner, seen
         if big and not last:
-            for e, sig in prepared:
-                self._lsh_insert(e, sig)
-        del prepared
+            for e, row in zip(batch, rows, strict=True):
+                self._lsh_insert(e, row)
+        del rows
         edges: list[tuple[int, float, str, str, Evidence]] = []
         for i in range(0, len(pairs), _PREFETCH):
             chunk = pairs[i : i + _PREFETCH]

@@ -23,7 +23,7 @@ from .dedupe import (
     DEDUPE_STATE_KEY,
     Bodies,
     Clustering,
-    Signature,
+    SignatureRows,
     cluster,
     fingerprint,
     signature_horizon,
@@ -341,13 +341,11 @@ def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None
     links = store.story_links()
     state = store.get_dedupe_state(DEDUPE_STATE_KEY)
     needed, since = signature_horizon(entries, links, state, config.dedupe)
-    sigs: dict[str, Signature] = {}
-    if needed:  # keyed by the entries' own id strings (not a second copy of each), rows freed as used
-        rows = store.dedupe_signatures(since=since)
-        for e in entries:
-            if (row := rows.pop(e.id, None)) is not None:
-                sigs[e.id] = Signature(*row)
-        del rows
+    # Rows for every entry, keyed by the entries' own id strings (not a second copy of each); the
+    # stored signatures are streamed into them.
+    sigs = SignatureRows(e.id for e in entries)
+    if needed:
+        sigs.load(store.iter_dedupe_signatures(since=since))
     bodies = Bodies(lengths, store.entry_texts)
     return cluster(entries, config.dedupe, links=links, signatures=sigs, state=state, bodies=bodies)
 

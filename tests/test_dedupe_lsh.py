@@ -11,7 +11,7 @@ import pytest
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from aggregator import _shingle
-from aggregator.dedupe import LSH_BODY, LSH_TITLE, Signature, _Bands, _inner_hits, compute_signature
+from aggregator.dedupe import LSH_BODY, LSH_TITLE, Signature, SignatureRows, _Bands, _inner_hits, compute_signature
 from bench.bench_dedupe import generate
 
 
@@ -22,6 +22,8 @@ def corpus() -> list[tuple[str, Signature, LeanMinHash, LeanMinHash]]:
     entries, _ = generate(400, seed=11)
     entries[5] = dataclasses.replace(entries[5], content_text="", title="x")
     entries[9] = dataclasses.replace(entries[9], title="")
+    for i in range(20, 60, 8):  # five different stories under one title: a band group of five
+        entries[i] = dataclasses.replace(entries[i], title=entries[12].title)
     out = []
     for e in entries:
         sig = compute_signature(e)
@@ -73,7 +75,10 @@ def test_banded_index_returns_the_candidates_of_datasketch_minhashlsh(corpus: li
 def test_big_batch_sorting_returns_the_candidates_of_datasketch_minhashlsh(corpus: list[Any]) -> None:
     """`_inner_hits` gives each entry the earlier ones it collides with: what querying
     MinHashLSH before inserting each entry in turn returns."""
-    hits = _inner_hits([k for k, *_ in corpus], [sig for _, sig, *_ in corpus])
+    keys = [k for k, *_ in corpus]
+    table = SignatureRows.of({k: sig for k, sig, *_ in corpus}, reversed(keys))  # rows not in batch order
+    body_hits, title_hits = _inner_hits(table, np.array([table.row[k] for k in keys]))
+    hits = {k: ([keys[j] for j in body_hits.at(i)], [keys[j] for j in title_hits.at(i)]) for i, k in enumerate(keys)}
     body_lsh, title_lsh = _oracle(_shingle.BODY_PERM, LSH_BODY), _oracle(_shingle.TITLE_PERM, LSH_TITLE)
     found = 0
     for key, sig, body, title in corpus:

@@ -347,12 +347,16 @@ class SQLiteStore:
 
     def dedupe_signatures(self, *, since: datetime | None = None) -> dict[str, tuple[str, bytes, bytes]]:
         """Stored signatures, entry id -> (basis, body, title); `since`: of entries first seen then or later."""
+        return {k: (basis, body, title) for k, basis, body, title in self.iter_dedupe_signatures(since=since)}
+
+    def iter_dedupe_signatures(self, *, since: datetime | None = None) -> Iterator[tuple[str, str, bytes, bytes]]:
+        """`dedupe_signatures` as (entry id, basis, body, title) rows, one at a time."""
         sql = "SELECT s.entry_id, s.basis, s.body, s.title FROM dedupe_signatures s"
         args: list[str] = []
         if since is not None:
             sql += " JOIN entries e ON e.id = s.entry_id WHERE e.first_seen >= ?"
             args.append(since.isoformat())
-        return {r[0]: (r[1], r[2], r[3]) for r in self.db.execute(sql, args)}
+        yield from self.db.execute(sql, args)
 
     def put_dedupe_signatures(self, rows: Mapping[str, tuple[str, bytes, bytes]]) -> None:
         with self.transaction():
