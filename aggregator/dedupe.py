@@ -173,9 +173,10 @@ class SignatureRows(Mapping[str, Signature]):
     """Signatures as rows of two uint32 arrays (and their bases), by entry id.
 
     The stored signatures of a first refresh of 100k entries held 66 MB as Signature objects
-    (two bytes objects and a str each), ~31 MB as rows. `cluster` reads the rows in place and
-    adds or replaces those of the signatures it computes. `keys`: ids given a row up front (the
-    dictionary keeps these strings, not copies read from the store).
+    (two bytes objects and a str each), ~31 MB as rows. `cluster` reads the rows in place, adds
+    or replaces those of the signatures it computes, and clears the table once its last batch
+    no longer needs it. `keys`: ids given a row up front (the dictionary keeps these strings,
+    not copies read from the store).
     """
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
@@ -223,6 +224,11 @@ class SignatureRows(Mapping[str, Signature]):
         self.body[i] = np.frombuffer(sig.body, "<u4")
         self.title[i] = np.frombuffer(sig.title, "<u4")
         return i
+
+    def clear(self) -> None:
+        """Drop every row, and the arrays' memory."""
+        empty = SignatureRows()
+        self.row, self.size, self.basis, self.body, self.title = ({}, 0, empty.basis, empty.body, empty.title)
 
     def _grow(self, n: int) -> None:
         for name in ("basis", "body", "title"):
@@ -680,7 +686,9 @@ def cluster(
     `links` and `signatures` come from the store; `state` is the `fingerprint` the stored links
     were made with (a different one, or None with links present, means re-cluster everything).
     `bodies`: where the texts of entries passed without them come from; the stories then hold
-    those entries as passed.
+    those entries as passed. `signatures` given as `SignatureRows` is the run's working table:
+    filled with the signatures computed (also returned in `Clustering.signatures`), then cleared
+    before the stories are built, so its memory is not held at their peak.
     """
     with _paused_gc():
         return _cluster(entries, cfg, links or {}, signatures or {}, state, bodies)
@@ -905,6 +913,8 @@ class _Run:
             for e, row in zip(batch, rows, strict=True):
                 self._lsh_insert(e, row)
         del rows
+        if last:  # nothing reads a signature any more
+            self.rows.clear()
         edges: list[tuple[int, float, str, str, Evidence]] = []
         for i in range(0, len(pairs), _PREFETCH):
             chunk = pairs[i : i + _PREFETCH]

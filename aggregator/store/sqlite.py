@@ -395,9 +395,13 @@ class SQLiteStore:
 
         for payload, length, first_seen in self.db.execute(sql + " ORDER BY first_seen, id", args):
             e = entry_from_json(payload, first_seen)
+            updated = e.updated
+            if updated is not None and updated == e.published and updated.utcoffset() == e.published.utcoffset():
+                updated = e.published  # most feeds give one date for both: one object, not two equal ones
             yield (
                 dataclasses.replace(
                     e,
+                    updated=updated,
                     source=same(e.source),
                     feed=same(e.feed),
                     location=same(e.location),
