@@ -840,7 +840,9 @@ class _Run:
             else:
                 self._lsh_insert(e, row)
 
-    def _pool_hits(self, batch: list[Entry], rows: list[int], horizon: datetime) -> dict[str, tuple[list[str], list[str]]]:
+    def _pool_hits(
+        self, batch: list[Entry], rows: np.ndarray[Any, np.dtype[np.intp]], horizon: datetime
+    ) -> dict[str, tuple[list[str], list[str]]]:
         """Pool entries colliding with each batch entry, (body hits, title hits).
 
         LSH collisions are symmetric, so querying a small index of the batch with every pool entry
@@ -849,7 +851,7 @@ class _Run:
         """
         body, title = _bands_body(), _bands_title()
         hits: dict[str, tuple[list[str], list[str]]] = {}
-        for e, row in zip(batch, rows, strict=True):
+        for e, row in zip(batch, rows.tolist(), strict=True):
             hits[e.id] = ([], [])
             body.insert(e.id, self.rows.body_bytes(row))
             title.insert(e.id, self.rows.title_bytes(row))
@@ -891,12 +893,13 @@ class _Run:
     def add_batch(self, batch: list[Entry], *, last: bool = True) -> None:
         horizon = _before(batch[0].first_seen or _EPOCH, self.lookback)
         seen: set[str] = set()  # batch members already indexed
-        rows = self._signatures(batch).tolist()
+        rows = self._signatures(batch)  # an array: a list of ints cost 4 MB more at 100k entries
         pool_hits = self._pool_hits(batch, rows, horizon) if self.pool else {}
         big = len(batch) >= BIG_BATCH
-        inner = _inner_hits(self.rows, np.array(rows, dtype=np.intp)) if big else None
+        inner = _inner_hits(self.rows, rows) if big else None
         pairs: list[tuple[Entry, Entry]] = []  # candidates are found first, so texts load together
-        for k, (e, row) in enumerate(zip(batch, rows, strict=True)):
+        for k, e in enumerate(batch):
+            row = int(rows[k])
             body, title = pool_hits.get(e.id, ([], []))
             if inner is not None:
                 body = body + [batch[j].id for j in inner[0].at(k)]
@@ -910,7 +913,7 @@ class _Run:
             seen.add(e.id)
         del inner, seen
         if big and not last:
-            for e, row in zip(batch, rows, strict=True):
+            for e, row in zip(batch, rows.tolist(), strict=True):
                 self._lsh_insert(e, row)
         del rows
         if last:  # nothing reads a signature any more
