@@ -237,10 +237,12 @@ class SignatureRows(Mapping[str, Signature]):
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def valid(self, key: str, basis: str) -> int | None:
-        """The row of `key` if it holds a signature of this basis."""
-        i = self.row.get(key)
-        return i if i is not None and self.basis[i] == basis.encode() else None
+    def valid(self, e: Entry) -> int | None:
+        """The row of `e` if it holds a signature of the entry as it is now (see `signature_basis`)."""
+        i = self.row.get(e.id)
+        if i is None or not (stored := self.basis[i]):
+            return None
+        return i if stored == signature_basis(e).encode() else None
 
     def body_bytes(self, i: int) -> bytes:
         return self.body[i].tobytes()
@@ -799,7 +801,7 @@ class _Run:
         rows = np.empty(len(entries), dtype=np.intp)
         stale: list[int] = []
         for k, e in enumerate(entries):
-            i = self.rows.valid(e.id, signature_basis(e))
+            i = self.rows.valid(e)
             if i is None:
                 stale.append(k)
             else:
