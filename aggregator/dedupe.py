@@ -765,7 +765,7 @@ class _Run:
     ):
         self.cfg, self.pins, self.by_id, self.bodies = cfg, pins, by_id, bodies
         # every signature the run uses, stored or computed; a caller's table is filled in place
-        self.rows = sigs if isinstance(sigs, SignatureRows) else SignatureRows.of(sigs, by_id)
+        self.rows = sigs if isinstance(sigs, SignatureRows) else SignatureRows.of(sigs, by_id if sigs else ())
         self.lookback = timedelta(days=cfg.lookback_days)
         self.story_of: dict[str, str] = {}
         self.pinned_members: dict[str, set[str]] = {}  # story -> members with never-merge pins

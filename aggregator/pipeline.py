@@ -342,8 +342,8 @@ def _cluster_stored(config: Config, deps: Deps, *, until: datetime | None = None
     state = store.get_dedupe_state(DEDUPE_STATE_KEY)
     needed, since = signature_horizon(entries, links, state, config.dedupe)
     # Rows for every entry, keyed by the entries' own id strings (not a second copy of each); the
-    # stored signatures are streamed into them.
-    sigs = SignatureRows(e.id for e in entries)
+    # stored signatures are streamed into them (as Signature objects they cost twice the memory).
+    sigs = SignatureRows(e.id for e in entries) if needed else SignatureRows()
     if needed:
         sigs.load(store.iter_dedupe_signatures(since=since))
     bodies = Bodies(lengths, store.entry_texts)

@@ -519,6 +519,32 @@ def test_entries_without_bodies_cluster_the_same_and_load_only_what_they_compare
     assert len(set(loaded) - {e.id for e in new}) < len(old), "stored entries load only to be compared"
 
 
+def test_signature_rows_cluster_as_signature_objects_and_take_what_is_computed() -> None:
+    """The store passes its signatures as rows of arrays (`SignatureRows`): the same stories as
+    with Signature objects; a stale row (the entry changed since) is recomputed, not used."""
+    from aggregator.dedupe import SignatureRows
+
+    cfg = DedupeConfig()
+    old, new = _stored_and_new()
+    stored = cluster(old, cfg)
+    ids = [e.id for e in [*old, *new]]
+    rows = SignatureRows.of(stored.signatures, ids)
+    assert len(rows) == len(stored.signatures) and all(rows[k] == v for k, v in stored.signatures.items())
+    assert new[0].id not in rows
+    whole = cluster([*old, *new], cfg, links=stored.links, signatures=stored.signatures, state=fingerprint(cfg))
+    light = cluster([*old, *new], cfg, links=stored.links, signatures=rows, state=fingerprint(cfg))
+    assert light.links == whole.links and light.compared == whole.compared
+    assert light.signatures == whole.signatures and set(light.signatures) == {e.id for e in new}
+    assert len(rows) == 0, "cleared once clustered"
+    # A stored signature that no longer matches its entry (same sizes, other basis): the other
+    # entry's MinHash under it would make the two collide; it must be recomputed instead.
+    a, b = old[0], old[1]
+    fake = dataclasses.replace(stored.signatures[b.id], basis="0" * 20)
+    stale = SignatureRows.of({**stored.signatures, a.id: fake}, ids)
+    again = cluster([*old, *new], cfg, links=stored.links, signatures=stale, state=fingerprint(cfg))
+    assert again.links == whole.links and again.signatures[a.id] == stored.signatures[a.id]
+
+
 def _two_feeds(project: Path) -> list[dict[str, str]]:
     feeds = project / "feeds"
     feeds.mkdir()
