@@ -53,15 +53,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby, islice
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from . import _shingle
 from ._url import canonical_url
-from .config import DedupeConfig
 from .store.base import StoryLink
 from .types import Entry, Story
+
+if TYPE_CHECKING:  # the parse workers compute signatures and do not import the config (pydantic)
+    from .config import DedupeConfig
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 _FAR = datetime.max.replace(tzinfo=UTC)
@@ -1037,6 +1039,8 @@ def build_stories(
     entries: Iterable[Entry], priority: Sequence[str] = (), cfg: DedupeConfig | None = None
 ) -> tuple[list[Story], list[StoryLink]]:
     """Cluster from scratch (no stored state): the stories, newest first, and every entry's link."""
+    from .config import DedupeConfig
+
     conf = cfg or DedupeConfig(priority=tuple(priority))
     result = cluster(entries, conf)
     return result.stories, list(result.links.values())

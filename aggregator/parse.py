@@ -14,14 +14,11 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urljoin
 
-import charset_normalizer
 import feedparser
 import feedparser.api
 
 from ._dates import FoundDate, find_markup_date, mostly_date, parse_date_text
-from ._site import TITLE_SITE_SEP
 from ._text import html_to_text, paragraphs_to_html, sanitize_html
-from .article import extract_article, language_of
 from .errors import ParseError
 from .types import DatePrecision, FeedMeta, Fetched, RawItem
 
@@ -80,6 +77,8 @@ def _decode_8bit(data: bytes, declared: str | None) -> str:
             continue
         if enc != "gb18030" or not (_mojibake(text) or _looks_binary(text)):
             return text  # GB18030 accepts most byte strings: Big5 or cp1252 pages fall through
+    import charset_normalizer  # rarely needed: imported then (~3 MB in every parse process)
+
     best = charset_normalizer.from_bytes(data[:200_000]).best()
     if best is not None and best.encoding:
         return data.decode(best.encoding, errors="replace")
@@ -149,6 +148,8 @@ def parse_feed(doc: Fetched, *, tz: tzinfo = UTC) -> tuple[list[RawItem], list[s
     if isinstance(reason, feedparser.CharacterEncodingOverride) and parsed.get("encoding") in _LAST_RESORT:
         # Neither the header nor the XML prolog named a charset that fits, and feedparser fell back
         # to a Western single-byte code page (mojibake for GBK/GB18030/Shift_JIS...). Detect it.
+        import charset_normalizer
+
         guess = charset_normalizer.from_bytes(doc.content).best()
         if guess is not None and guess.encoding and guess.encoding.replace("_", "-") not in _LAST_RESORT:
             media = headers.get("content-type", "application/xml").split(";", 1)[0]
@@ -408,6 +409,8 @@ def parse_article_text(
     extra_boilerplate: tuple[str, ...] = (),
 ) -> RawItem:
     """One plain-text news page -> one RawItem (paragraphs as plain text; markup stays text)."""
+    from .article import extract_article  # pages only: feeds (and the parse workers) never need it
+
     assert doc.content is not None
     text = decode_text(doc.content)
     if not text.strip():
@@ -453,6 +456,8 @@ def _jsonld_authors(page: str) -> tuple[str, ...]:
 
 def _without_site_suffix(markup_title: str, text_title: str | None) -> str:
     """Drop the site from a <title> like "Title-Site": keep the part our extractor found as the headline."""
+    from ._site import TITLE_SITE_SEP
+
     if text_title and markup_title != text_title:
         key = text_title.replace(" ", "")
         for part in TITLE_SITE_SEP.split(markup_title):
@@ -485,6 +490,8 @@ def parse_article_html(
     from the <title> suffix or the copyright line.
     """
     import trafilatura
+
+    from .article import extract_article, language_of
 
     assert doc.content is not None
     m = _META_CHARSET.search(doc.content[:4096])

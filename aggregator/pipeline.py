@@ -32,7 +32,7 @@ from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
 from .errors import AggregatorError, FetchError
 from .fetch import HttpFetcher, permanent_redirect
 from .health import HealthPolicy
-from .ingest import Parsed, entries_from_docs, parse_fetched
+from .ingest import ParseConfig, Parsed, ParseSource, entries_from_docs, parse_fetched
 from .local import read_local
 from .publish import publish_all, select_window
 from .store import SourceState, SQLiteStore
@@ -272,12 +272,13 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
     # (feedparser is single-threaded) and stores each result here as it comes back: one writer.
     # Sources without validators always send a body: if many do, start the workers right away.
     unconditional = sum(1 for _, st in remote if not (st.etag or st.last_modified))
-    with DocPool(config, parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS) as pool:
+    # The workers get what parsing reads of the config as plain data (ParseConfig, ParseSource).
+    with DocPool(ParseConfig.of(config), parse_fetched, jobs=len(remote), warm=unconditional >= MIN_JOBS) as pool:
         # Fetch no further ahead than the parsers can take: the other feeds are requested as they catch up.
         for i, got in deps.fetcher.fetch_iter(remote, ahead=pool.max_pending):
             source, state = remote[i]
             if isinstance(got, Fetched) and got.content is not None:
-                pool.submit((source, state, got), source, got, now, state.entry_count == 0)
+                pool.submit((source, state, got), ParseSource.of(source), got, now, state.entry_count == 0)
             else:
                 done(_record_remote(config, deps, source, state, got, now))
             for (src, st, doc), parsed in pool.drain():

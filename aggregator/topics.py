@@ -30,7 +30,7 @@ How one entry is scored against one topic (rules come from the `topics:` block o
 - The topic is assigned when nothing vetoed it, the score reaches ``min_score``, and every required
   group is present. A story can have several topics, or none (then it is only in the main feed).
 
-Speed: rules are compiled once per `TopicRule` object and cached. Terms become trie-shaped regexes,
+Speed: rules are compiled once per rule object and cached. Terms become trie-shaped regexes,
 tried only at the places where one of their first words stands (found from the text's word set,
 computed once per entry and shared by all topics); `bench/bench_topics.py` measures the result
 against feedparser's cost per entry.
@@ -43,10 +43,28 @@ import re
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .config import TopicRule
 from .types import Entry
+
+
+class Rule(Protocol):
+    """What scoring reads of one topic's rules: a `config.TopicRule`, or a plain copy of one
+    (`ingest.PlainRule`: the parse workers get those, and need not import pydantic to unpickle them)."""
+
+    @property
+    def terms(self) -> Mapping[str, float]: ...
+    @property
+    def regexes(self) -> Mapping[str, float]: ...
+    @property
+    def exclude(self) -> Mapping[str, float | str]: ...  # penalty, or "veto"
+    @property
+    def require(self) -> Mapping[str, tuple[str, ...]]: ...
+    @property
+    def title_weight(self) -> float: ...
+    @property
+    def min_score(self) -> float: ...
+
 
 BODY_CAP = 3  # repeated mentions add evidence, but with diminishing value after three
 
@@ -279,10 +297,10 @@ def _literal_prefixes(pattern: str) -> tuple[str, ...] | None:
 
 @dataclass(frozen=True)
 class CompiledRule:
-    """A `TopicRule` ready to score text: built once, reused for every entry."""
+    """A topic's `Rule` ready to score text: built once, reused for every entry."""
 
     key: str
-    rule: TopicRule
+    rule: Rule
     terms: _TermSet
     regexes: tuple[_Regex, ...]
     exclude: _TermSet
@@ -415,7 +433,7 @@ def _term_set(terms: list[str]) -> _TermSet:
     return _TermSet(_trie_pattern(english, True), _first_words(english), _trie_pattern(chinese, False), by_key)
 
 
-def compile_rule(key: str, rule: TopicRule) -> CompiledRule:
+def compile_rule(key: str, rule: Rule) -> CompiledRule:
     """Compile one topic's rules. `score_entry` does this itself and caches the result per rule."""
     return CompiledRule(
         key=key,
@@ -429,12 +447,12 @@ def compile_rule(key: str, rule: TopicRule) -> CompiledRule:
     )
 
 
-# Cache keyed by the rule object's identity. TopicRule holds dicts, so it is not hashable; the weak
+# Cache keyed by the rule object's identity. A rule holds dicts, so it is not hashable; the weak
 # reference makes sure a recycled id() of a dead rule never returns a stale compilation.
-_CACHE: dict[tuple[str, int], tuple[weakref.ref[TopicRule], CompiledRule]] = {}
+_CACHE: dict[tuple[str, int], tuple[weakref.ref[Rule], CompiledRule]] = {}
 
 
-def _compiled(key: str, rule: TopicRule) -> CompiledRule:
+def _compiled(key: str, rule: Rule) -> CompiledRule:
     slot = (key, id(rule))
     hit = _CACHE.get(slot)
     if hit is not None and hit[0]() is rule:
@@ -520,7 +538,7 @@ def score_compiled(c: CompiledRule, title: str | Prepared, body: str | Prepared)
     return TopicScore(c.key, total, tuple(matched), excluded_by, assigned, min_score, reason)
 
 
-def score_topic(key: str, rule: TopicRule, title: str, body: str) -> TopicScore:
+def score_topic(key: str, rule: Rule, title: str, body: str) -> TopicScore:
     """Score one text against one topic rule (compiled on first use, then cached)."""
     return score_compiled(_compiled(key, rule), title, body)
 
@@ -546,19 +564,19 @@ def _prepare(title: str, body: str, compiled: list[CompiledRule]) -> tuple[Prepa
     return Prepared.of(title, vocabulary), Prepared.of(body, vocabulary)
 
 
-def score_text(title: str, body: str, rules: Mapping[str, TopicRule]) -> list[TopicScore]:
+def score_text(title: str, body: str, rules: Mapping[str, Rule]) -> list[TopicScore]:
     """Score a title and plain-text body against every topic, in topic-key order."""
     compiled = [_compiled(k, rules[k]) for k in sorted(rules)]
     t, b = _prepare(title, body, compiled)
     return [score_compiled(c, t, b) for c in compiled]
 
 
-def score_entry(entry: Entry, rules: Mapping[str, TopicRule]) -> list[TopicScore]:
+def score_entry(entry: Entry, rules: Mapping[str, Rule]) -> list[TopicScore]:
     """Score an entry against every topic, in topic-key order (assigned or not)."""
     return score_text(entry.title, entry.content_text or entry.summary, rules)
 
 
-def assign_topics(entry: Entry, rules: Mapping[str, TopicRule]) -> tuple[str, ...]:
+def assign_topics(entry: Entry, rules: Mapping[str, Rule]) -> tuple[str, ...]:
     """The sorted keys of the topics assigned to this entry; empty if none.
 
     The same decision as `score_entry`, without building the explanation (the pipeline's path)."""

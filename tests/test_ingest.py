@@ -1,29 +1,47 @@
 """The parse workers' side of a refresh: what they import, and what they send back for the store.
 
-Kept free of imports of the pipeline: the pool's workers import this module to find `in_worker`,
-and what they import is what one test checks.
+Kept free of imports of the pipeline and the config: the pool's workers import this module to
+find `in_worker`, and what they import is what one test checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import pickle
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from aggregator import _parallel
-from aggregator.config import Config, SourceConfig
-from aggregator.ingest import Parsed, parse_fetched
+from aggregator.ingest import ParseConfig, Parsed, ParseSource, PlainRule, parse_fetched
 from aggregator.store import SQLiteStore
 from aggregator.store._codec import encode, entry_to_json
 from aggregator.types import DatePrecision, Entry, FeedMeta, Fetched
 
+if TYPE_CHECKING:
+    from aggregator.config import Config
+
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-# Modules a parse worker never uses: the fetcher, publisher and mailer, and scipy behind datasketch.
-UNUSED = ("aggregator.pipeline", "aggregator.fetch", "aggregator.publish", "aggregator.deliver", "httpx", "scipy")
+# Modules a parse worker never uses: the fetcher, publisher and mailer, scipy behind datasketch,
+# the config and its pydantic and yaml (workers get ParseConfig), and what only pages need.
+UNUSED = (
+    "aggregator.pipeline",
+    "aggregator.fetch",
+    "aggregator.publish",
+    "aggregator.deliver",
+    "httpx",
+    "scipy",
+    "aggregator.config",
+    "pydantic",
+    "yaml",
+    "aggregator.article",
+    "charset_normalizer",
+)
 
 
 def atom(n: int) -> bytes:
@@ -40,23 +58,42 @@ def atom(n: int) -> bytes:
     ).encode()
 
 
-def in_worker(config: Config, source: SourceConfig, doc: Fetched, now: datetime) -> tuple[int, Parsed, list[str]]:
-    return os.getpid(), parse_fetched(config, source, doc, now, True), [m for m in UNUSED if m in sys.modules]
+def in_worker(
+    config: ParseConfig, source: ParseSource, doc: Fetched, now: datetime
+) -> tuple[int, Parsed, list[str], list[str]]:
+    rules = [type(r).__name__ for r in config.topics.values()]
+    return os.getpid(), parse_fetched(config, source, doc, now, True), [m for m in UNUSED if m in sys.modules], rules
 
 
 @pytest.mark.skipif(_parallel.cpu_count() < 2, reason="the pool is used only with two or more CPUs")
 def test_parse_workers_import_only_the_parse_stages_and_send_back_what_the_store_writes(config: Config) -> None:
-    src = SourceConfig(name="s", url="http://127.0.0.1/feed.xml")
+    """As the pipeline hands them over: the config and the source as plain data."""
+    src = config.sources[0].model_copy(update={"url": "http://127.0.0.1/feed.xml", "path": None})
     doc = Fetched("s", "http://127.0.0.1/feed.xml", atom(3), headers={"content-type": "application/atom+xml"})
-    with _parallel.DocPool(config, in_worker, jobs=_parallel.MIN_JOBS, workers=2) as pool:
-        pool.submit(0, src, doc, NOW)
-        (_, (pid, (rows, warnings, skipped, sigs), imported)), *_ = pool.drain(block=True)
+    with _parallel.DocPool(ParseConfig.of(config), in_worker, jobs=_parallel.MIN_JOBS, workers=2) as pool:
+        pool.submit(0, ParseSource.of(src), doc, NOW)
+        (_, (pid, (rows, warnings, skipped, sigs), imported, rules)), *_ = pool.drain(block=True)
     assert pid != os.getpid()
     assert imported == []  # each would cost every worker memory (and the forkserver CPU) for nothing
+    assert rules and set(rules) == {"PlainRule"}
+    # The same rows as parsing here, with the config itself (its pydantic topic rules).
     here, _, _, here_sigs = parse_fetched(config, src, doc, NOW, True)
     assert rows == here and sigs == here_sigs and not warnings and not skipped
     assert len(rows) == 3 and all("script" not in r.payload for r in rows)
+    assert all(json.loads(r.payload)["topics"] for r in rows)  # the topic rules were applied there
     assert set(sigs) == {r.id for r in rows}
+
+
+def test_a_worker_gets_plain_copies_of_the_topic_rules(config: Config) -> None:
+    """What a worker unpickles: the config's rules as plain data (this process keeps its own)."""
+    here = ParseConfig.of(config)
+    assert all(here.topics[k] is rule for k, rule in config.topics.items())  # compiled once per config
+    parsed, source = pickle.loads(pickle.dumps((here, ParseSource.of(config.sources[0]))))
+    assert parsed.timezone == config.timezone and source.timezone == config.sources[0].timezone
+    for key, rule in config.topics.items():
+        plain = parsed.topics[key]
+        assert isinstance(plain, PlainRule)
+        assert dataclasses.asdict(plain) == {f: getattr(rule, f) for f in dataclasses.asdict(plain)}
 
 
 def stored_entry(**over: object) -> Entry:
