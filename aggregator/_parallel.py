@@ -31,7 +31,9 @@ Work = Callable[..., T]  # work(config, *args)
 # Remote sources in a run below which parsing stays in-process: starting the pool costs ~1-2 s of
 # CPU (the forkserver imports the parse stages once), about what 30 feeds of 50 entries take to parse.
 MIN_JOBS = 32
-PRELOAD = ["aggregator.ingest"]  # imported once in the forkserver, inherited by every worker
+# Imported once in the forkserver, inherited by every worker; `_forkserver` then warms the parse
+# stages up (what they build on first use is shared, not built per worker) and freezes the heap.
+PRELOAD = ["aggregator.ingest", "aggregator._forkserver"]
 
 _CONFIG: Any = None
 _TRIM: Callable[[int], int] | None = None
