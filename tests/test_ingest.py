@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import pickle
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,3 +137,18 @@ def test_encoded_entries_keep_the_feed_updated_they_were_first_stored_with(tmp_p
     got = store.get_entry("e1")
     assert got is not None and got.title == "A new title" and got.feed.updated == later.feed.updated
     store.close()
+
+
+def test_the_command_script_imports_nothing_a_parse_worker_would_load_again() -> None:
+    """Workers re-run the script that started their parent (multiprocessing's main-module fix-up):
+    the `aggregator` command's script must import only the thin entry module, not the CLI."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    scripts = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    module, _, func = scripts["aggregator"].partition(":")
+    heavy = (*UNUSED, "click", "aggregator.cli")
+    code = f"import sys; from {module} import {func}; print(sorted(m for m in sys.modules if m in {heavy!r}))"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, env=env, cwd=root, text=True)
+    assert out.stdout.split() == ["[]"]
