@@ -4,7 +4,7 @@ The work of the parse workers (`_parallel.DocPool`), kept apart from the pipelin
 forkserver and every worker import only these stages: not the fetcher, publisher, mailer and
 their libraries (httpx, Jinja2, feedgen...), which a worker never uses. Nor the config: workers
 are handed `ParseConfig` and `ParseSource`, what parsing reads of it as plain data, so that
-neither they nor the forkserver import pydantic and yaml (~10 MB each process tree) to unpickle it.
+neither they nor the forkserver import pydantic and yaml (~11 MB RSS) to unpickle it.
 """
 
 from __future__ import annotations
