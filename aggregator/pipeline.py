@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import _publish_stamp, health
 from ._parallel import MIN_JOBS, DocPool
@@ -28,23 +29,31 @@ from .dedupe import (
     fingerprint,
     signature_horizon,
 )
-from .deliver import DeliveryReport, MailerFactory, default_mailer_factory
 from .errors import AggregatorError, FetchError
 from .fetch import HttpFetcher, permanent_redirect
 from .health import HealthPolicy
 from .ingest import ParseConfig, Parsed, ParseSource, entries_from_docs, parse_fetched
 from .local import read_local
-from .publish import publish_all, select_window
 from .store import SourceState, SQLiteStore
 from .store._codec import Encoded, encode
 from .topics import assign_topics
 from .types import Digest, Entry, Fetched, RunReport, SourceResult, Story
+
+if TYPE_CHECKING:  # the mailer and the publisher load when used: a refresh's parse phase is leaner
+    from .deliver import DeliveryReport, Mailer, MailerFactory
 
 log = logging.getLogger("aggregator")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def default_mailer_factory(config: Config, subscription: DigestConfig) -> Mailer:
+    """`deliver.default_mailer_factory`, imported when a digest is sent (SMTP, CSS inlining)."""
+    from .deliver import default_mailer_factory as factory
+
+    return factory(config, subscription)
 
 
 @dataclass
@@ -292,6 +301,8 @@ def refresh(config: Config, deps: Deps, *, force: bool = False, progress: Progre
         outputs = kept
     else:
         # Stories rebuilt from the store: every body is normalize's nh3 output (publish.content_html).
+        from .publish import publish_all  # feedgen and lxml load after the parse phase
+
         outputs = [str(p) for p in publish_all(config, rebuild_stories(config, deps), clean_html=True)]
         _publish_stamp.remember(config, deps.store, outputs)
     ordered = tuple(results[s.name] for s in config.sources if s.name in results)
@@ -370,6 +381,8 @@ def rebuild_stories(config: Config, deps: Deps) -> list[Story]:
     if config.feed.archive:
         rendered = {s.id for s in stories}
     else:  # the same selection as publish.render_all
+        from .publish import select_window
+
         rendered = {s.id for s in select_window(config, stories)}
         for key in config.topics:
             rendered.update(s.id for s in select_window(config, [s for s in stories if key in s.topics]))
