@@ -39,8 +39,8 @@ _Y = r"(?P<y>(?:19|20)\d{2})"
 _TIME = (
     r"(?:(?:\s*(?:星期[一二三四五六日天]|周[一二三四五六日]|\(?(?i:mon|tue|wed|thu|fri|sat|sun)[a-zA-Z]*\.?\)?,?))?"
     r"(?:\s*|T|\s*,\s*|\s+at\s+|\s+[-–]\s+)(?P<H>[01]?\d|2[0-3])\s*[:：时]\s*(?P<M>[0-5]\d)(?:\s*分)?(?:[:：][0-5]\d(?:\.\d+)?)?"
-    r"(?:\s*(?P<ampm>[ap])\.?m\.?\b)?"
-    r"(?:\s*\(?(?P<off>Z|[+-](?:[01]\d):?[0-5]\d|(?:UTC|GMT)(?:\s*[+-]\s*\d{1,2}(?::?\d{2})?)?)(?![\w+-])\)?)?)?"  # "+08:00", "(UTC+8)"
+    r"(?:\s*(?P<ampm>[aApP])(?:\.[mM]\.|\.?[mM]\b))?"
+    r"(?:\s*\(?(?P<off>Z|[+-](?:[01]\d):?[0-5]\d|(?-i:EST|EDT|CDT|MST|MDT|PST|PDT|AKST|AKDT|HST|BST|CET|CEST|EET|EEST|MSK|HKT|SGT|JST|KST|AEST|AEDT|NZST|NZDT)|(?:UTC|GMT)(?:\s*[+-]\s*\d{1,2}(?::?\d{2})?)?)(?![\w+-])\)?)?)?"  # "+08:00", "(UTC+8)"
 )
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("zh", re.compile(_Y + r"\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]" + _TIME)),
@@ -171,10 +171,21 @@ def _month(name: str) -> int:
     return _MONTHS[name.lower().rstrip(".")[:3]]
 
 
+# Zone abbreviations with one meaning (CST, IST and the like are ambiguous: China or US Central,
+# India or Ireland; those dates are read in the source's time zone instead).
+_ZONE_NAMES = {
+    "EST": -5, "EDT": -4, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8,
+    "HST": -10, "BST": 1, "CET": 1, "CEST": 2, "EET": 2, "EEST": 3, "MSK": 3, "HKT": 8, "SGT": 8,
+    "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
+}  # fmt: skip
+
+
 def _offset(text: str) -> tzinfo | None:
     t = text.upper().replace(" ", "")
     if t in ("Z", "UTC", "GMT"):
         return UTC
+    if t in _ZONE_NAMES:
+        return timezone(timedelta(hours=_ZONE_NAMES[t]))
     m = re.fullmatch(r"(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?", t)
     if not m:
         return None

@@ -231,6 +231,11 @@ def test_a_date_line_without_a_year_is_recognised_but_not_given_one(line: str, w
         ("2024-03-18 10:00 (UTC+8)", "2024-03-18T02:00:00+00:00"),  # an offset in brackets
         ("2024-03-18 10:00 (GMT+01:00)", "2024-03-18T09:00:00+00:00"),
         ("2024-03-18 - 10 views", "2024-03-17T16:00:00+00:00"),  # no clock time: the day
+        ("November 5, 2025 at 9:00 a.m. EST", "2025-11-05T14:00:00+00:00"),  # a zone name with one meaning
+        ("Nov 5, 2025 9:00 PDT", "2025-11-05T16:00:00+00:00"),
+        ("2025-11-05 09:00 CST", "2025-11-05T01:00:00+00:00"),  # China or US Central: the source's zone
+        ("2025-11-05 09:00 PM", "2025-11-05T13:00:00+00:00"),  # AM/PM in capitals
+        ("2025年11月5日 9:00 p.m.", "2025-11-05T13:00:00+00:00"),
     ],
 )
 def test_clock_time_after_a_dash_and_bracketed_offsets(text: str, want: str) -> None:
