@@ -95,8 +95,9 @@ def _struct_to_dt(value: Any) -> datetime | None:
 
 
 # The end of a date that names its zone: an offset, Z, or a zone name (RFC 822: GMT, EST, ...).
+# CST and IST are not: feedparser reads CST as US Central, but a Chinese site means China (+8).
 _ZONE_AT_END = re.compile(
-    r"(?:\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:[+-]\d{2}(?::?\d{2})?|[zZ])|\s(?!AM\b|PM\b)[A-Z]{1,5})\s*\)?\s*$"
+    r"(?:\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:[+-]\d{2}(?::?\d{2})?|[zZ])|\s(?!AM\b|PM\b|CST\b|IST\b)[A-Z]{1,5})\s*\)?\s*$"
 )
 
 
@@ -106,13 +107,14 @@ def _feed_date(raw: Any, parsed: Any, tz: tzinfo) -> tuple[datetime | None, Date
     feedparser reads a date without a zone as UTC, and some non-standard forms wrongly
     ("2025年11月05日 10:30" became 1 November, midnight). A date that names its zone is
     feedparser's; one without a zone is read as `_dates` reads page dates, in the source's time
-    zone (a feed that omits the zone writes its publisher's local time), with its real precision
+    zone (a feed that omits the zone writes its publisher's local time; so does one that writes
+    CST or IST, each two zones), with its real precision
     (a date alone is a day, not midnight UTC).
     """
     if isinstance(raw, str) and raw.strip() and not (parsed and _ZONE_AT_END.search(raw)):
         ours = parse_date_text(raw, tz)
         if ours and mostly_date(raw, ours.matched):
-            read = "" if _ZONE_AT_END.search(raw) else f" (no time zone: read as {tz})"
+            read = "" if _ZONE_AT_END.search(raw) else f" (no time zone, or an ambiguous one: read as {tz})"
             return ours.value, ours.precision, f"feed entry date {raw.strip()!r}{read}"
     value = _struct_to_dt(parsed)
     return value, (DatePrecision.MINUTE if value else DatePrecision.NONE), "feed entry date"

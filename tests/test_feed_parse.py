@@ -144,6 +144,8 @@ def _dated_feed(*dates: str) -> Fetched:
         ("Wed, 05 Nov 2025 10:30:00", "2025-11-05T02:30:00+00:00", "minute"),
         ("2025年11月05日 10:30", "2025-11-05T02:30:00+00:00", "minute"),  # feedparser read 1 November
         ("2025-11-05", "2025-11-04T16:00:00+00:00", "day"),  # a day, not midnight UTC
+        ("Wed, 05 Nov 2025 10:30:00 CST", "2025-11-05T02:30:00+00:00", "minute"),  # China, not US Central
+        ("Wed, 05 Nov 2025 10:30:00 EST", "2025-11-05T15:30:00+00:00", "minute"),
         ("soon", None, "none"),
     ],
 )
