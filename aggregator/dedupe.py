@@ -734,8 +734,15 @@ def _cluster(
     batches = [list(b) for _, b in groupby(pending, key=lambda e: e.first_seen or _EPOCH)]
     if pending:
         run.index_pool(min(founder_key(e)[0] for e in pending), reverse=len(batches) <= REVERSE_BATCHES)
+    computed = done = 0  # pending entries whose signatures exist / that are clustered
     for i, batch in enumerate(batches):
+        if done + len(batch) > computed and len(batch) < _PREFETCH:
+            # Re-clustering is thousands of small batches: hash the next entries as one block
+            # (numpy MinHash over a block costs a fraction per entry of one entry at a time).
+            computed = done + max(_PREFETCH, len(batch))
+            run.signatures_ahead(pending[done:computed])
         run.add_batch(batch, last=i == len(batches) - 1)
+        done += len(batch)
     del batches, pending
     new_signatures, compared = run.new_signatures, run.compared
     all_links = known
@@ -817,6 +824,10 @@ class _Run:
                 self.new_signatures[e.id] = sig
                 self.cache.put(e.id, p)
         return rows
+
+    def signatures_ahead(self, entries: list[Entry]) -> None:
+        """Compute, as one block, the signatures that `add_batch` will need for these entries."""
+        self._signatures(entries)
 
     def _lsh_insert(self, e: Entry, row: int) -> None:
         self.body.insert(e.id, self.rows.body_bytes(row))
