@@ -35,12 +35,23 @@ _MON = (
     r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
 _Y = r"(?P<y>(?:19|20)\d{2})"
+# Zone abbreviations with one meaning (CST, IST and the like are ambiguous: China or US Central,
+# India or Ireland; those dates are read in the source's time zone instead).
+_ZONE_NAMES = {
+    "EST": -5, "EDT": -4, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8,
+    "HST": -10, "BST": 1, "CET": 1, "CEST": 2, "EET": 2, "EEST": 3, "MSK": 3, "HKT": 8, "SGT": 8,
+    "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
+}  # fmt: skip
+_ZONE_NAME = "|".join(sorted(_ZONE_NAMES, key=len, reverse=True))  # longest first
+
 # Clock time after a date: "15:38", "T09:00:00", ", 3:05 pm", "15时38分"; an optional UTC offset.
 _TIME = (
     r"(?:(?:\s*(?:星期[一二三四五六日天]|周[一二三四五六日]|\(?(?i:mon|tue|wed|thu|fri|sat|sun)[a-zA-Z]*\.?\)?,?))?"
     r"(?:\s*|T|\s*,\s*|\s+at\s+|\s+[-–]\s+)(?P<H>[01]?\d|2[0-3])\s*[:：时]\s*(?P<M>[0-5]\d)(?:\s*分)?(?:[:：][0-5]\d(?:\.\d+)?)?"
     r"(?:\s*(?P<ampm>[aApP])(?:\.[mM]\.|\.?[mM]\b))?"
-    r"(?:\s*\(?(?P<off>Z|[+-](?:[01]\d):?[0-5]\d|(?-i:EST|EDT|CDT|MST|MDT|PST|PDT|AKST|AKDT|HST|BST|CET|CEST|EET|EEST|MSK|HKT|SGT|JST|KST|AEST|AEDT|NZST|NZDT)|(?:UTC|GMT)(?:\s*[+-]\s*\d{1,2}(?::?\d{2})?)?)(?![\w+-])\)?)?)?"  # "+08:00", "(UTC+8)"
+    r"(?:\s*\(?(?P<off>Z|[+-](?:[01]\d):?[0-5]\d|(?-i:"
+    + _ZONE_NAME
+    + r")|(?:UTC|GMT)(?:\s*[+-]\s*\d{1,2}(?::?\d{2})?)?)(?![\w+-])\)?)?)?"  # "+08:00", "(UTC+8)"
 )
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("zh", re.compile(_Y + r"\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]" + _TIME)),
@@ -93,6 +104,7 @@ _NOISE = re.compile(
     r"|\b\d{1,2}:\d{2}(?::\d{2})?\b",
     re.I,
 )
+_SEPARATORS = re.compile(r"[\s|｜\-–—·•/\[\]()（）【】:：,，]+")  # what is left around a date's fields
 _HANZI = re.compile(r"[\u3400-\u9fff]")
 _WEEKDAY_ZH = re.compile(r"星期[一二三四五六日天]|周[一二三四五六日]")
 _YEAR = re.compile(r"(?<![\d.,])((?:19|20)\d{2})(?![\d%])")
@@ -171,15 +183,6 @@ def _month(name: str) -> int:
     return _MONTHS[name.lower().rstrip(".")[:3]]
 
 
-# Zone abbreviations with one meaning (CST, IST and the like are ambiguous: China or US Central,
-# India or Ireland; those dates are read in the source's time zone instead).
-_ZONE_NAMES = {
-    "EST": -5, "EDT": -4, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8,
-    "HST": -10, "BST": 1, "CET": 1, "CEST": 2, "EET": 2, "EEST": 3, "MSK": 3, "HKT": 8, "SGT": 8,
-    "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
-}  # fmt: skip
-
-
 def _offset(text: str) -> tzinfo | None:
     t = text.upper().replace(" ", "")
     if t in ("Z", "UTC", "GMT"):
@@ -243,7 +246,7 @@ def mostly_date(line: str, matched: str) -> bool:
         return False
     rest = _NOISE.sub(" ", line.replace(matched, " "))
     rest = LABEL_RE.sub(" ", rest)
-    rest = re.sub(r"[\s|｜\-–—·•/\[\]()（）【】:：,，]+", "", rest)
+    rest = _SEPARATORS.sub("", rest)
     # Five Chinese characters left are words ("2025年11月4日稀土价格行情" is a headline); a weekday is not.
     return len(rest) <= 12 and len(_HANZI.findall(_WEEKDAY_ZH.sub("", rest))) < 5
 
@@ -258,7 +261,7 @@ def yearless_date(line: str) -> tuple[int, int, str] | None:
         if not m:
             continue
         rest = _NOISE.sub(" ", text[m.end() :])
-        if re.sub(r"[\s|｜\-–—·•/\[\]()（）【】:：,，.]+", "", LABEL_RE.sub(" ", rest)):
+        if _SEPARATORS.sub("", LABEL_RE.sub(" ", rest).replace(".", "")):
             return None  # "May 4th Movement", "March 18 workshop": words follow the date
         g = m.groupdict()
         month = _month(g["mon"]) if g.get("mon") else int(g["m"])

@@ -274,8 +274,7 @@ def _choose_title(lines: list[_Line]) -> int | None:
 
 def _captioned_image(s: str) -> bool:
     """A line that opens with an image file name glued to its caption."""
-    m = IMAGE_NAME.match(s)
-    return m is not None and m.start() == 0
+    return IMAGE_NAME.match(s) is not None
 
 
 _FIELD_LINE = re.compile(r"^[\w ]{1,12}[:：]\s*\S")

@@ -465,7 +465,7 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         # Every problem, each with its line and key: fixing one at a time is a slow loop.
-        problems = []
+        problems: list[ConfigError] = []
         errors = [
             (tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))), err)
             for err in exc.errors()
@@ -477,10 +477,9 @@ def load_config(path: str | Path) -> Config:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check its spelling; see README for the accepted keys)"
             problems.append(ConfigError(msg, path=shown, line=_lookup_line(lines, loc), key=_format_loc(loc)))
-        problems.sort(key=lambda e: e.line or 0)
-        first = problems[0]
-        first.more = tuple(str(p) for p in problems[1:])
-        raise first from exc
+        first, *rest = sorted(problems, key=lambda e: e.line or 0)
+        more = tuple(map(str, rest))
+        raise ConfigError(first.problem, path=shown, line=first.line, key=first.key, more=more) from exc
     _check_local_sources(config, shown, lines)
     return config
 

@@ -21,14 +21,23 @@ class ConfigError(AggregatorError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, path: str, line: int | None = None, key: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        line: int | None = None,
+        key: str | None = None,
+        more: tuple[str, ...] = (),
+    ) -> None:
         where = path if line is None else f"{path}:{line}"
         what = f"{key}: " if key else ""
         super().__init__(f"{where}: {what}{message}")
+        self.problem = message  # without the file, line and key
         self.path = path
         self.line = line
         self.key = key
-        self.more: tuple[str, ...] = ()  # further problems of the same file, each "file:line: key: ..."
+        self.more = more  # further problems of the same file, each "file:line: key: ..."
 
     def __str__(self) -> str:
         return "\n".join((super().__str__(), *self.more))
