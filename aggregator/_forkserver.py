@@ -10,10 +10,10 @@ and the freed heap handed back to the system before the first fork.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 from datetime import UTC, datetime
 
+from ._parallel import malloc_trim
 from .ingest import ParseConfig, ParseSource, parse_fetched
 from .types import Fetched
 
@@ -37,5 +37,5 @@ with contextlib.suppress(Exception):  # only an optimisation: it must never keep
     _warm_up()
 gc.collect()
 gc.freeze()
-with contextlib.suppress(OSError, AttributeError):
-    ctypes.CDLL(None).malloc_trim(0)
+if (trim := malloc_trim()) is not None:
+    trim(0)

@@ -39,6 +39,13 @@ _CONFIG: Any = None
 _TRIM: Callable[[int], int] | None = None
 
 
+def malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None (musl, macOS: no such function, nothing to do)."""
+    with contextlib.suppress(OSError):
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)  # type: ignore[no-any-return]
+    return None
+
+
 def cpu_count() -> int:
     """CPUs this process may run on (not the machine's count, which ignores affinity limits)."""
     try:
@@ -68,9 +75,8 @@ def _init(config: Any) -> None:
     _CONFIG = config
     # glibc gives freed memory back to the system only from the top of its heap: the pages a parse
     # freed below a live block stay with the worker. malloc_trim returns them after each document
-    # (~2-3 MB less per worker). Not glibc (musl, macOS): no such function, nothing to do.
-    with contextlib.suppress(OSError):
-        _TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    # (~2-3 MB less per worker).
+    _TRIM = malloc_trim()
     # The modules preloaded in the forkserver are shared with it copy-on-write; a full garbage
     # collection walks (and writes to) every object, which would copy their pages into each
     # worker. Frozen, the inherited objects are left out of collections and stay shared.
